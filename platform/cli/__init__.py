@@ -1,0 +1,21 @@
+"""The `atoll` command line: the composition root.
+
+Process commands (`up`, `server`, `worker`, `db`) run the platform; every other command
+talks to a running platform through `atoll.client`, as CI does. Heavy imports stay inside
+the commands so `atoll --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from atoll.cli import identity, processes
+
+app = typer.Typer(
+    name="atoll",
+    help="Atoll: models, deployments, experiments and drift, from one place.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+processes.register(app)
+identity.register(app)

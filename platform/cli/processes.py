@@ -1,0 +1,151 @@
+"""Commands that start processes: up, server, worker, db."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from atoll.cli.output import console, fail
+
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from atoll.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+def _job_handlers():  # type: ignore[no-untyped-def]
+    from atoll.handlers import job_handlers
+
+    return job_handlers()
+
+
+def up(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None,
+) -> None:
+    """Run everything on one machine: migrate, create the first admin, serve API + portal + worker."""
+    import uvicorn
+
+    from atoll import bootstrap, migrate
+    from atoll.db import make_engine, make_session_factory, unit_of_work
+    from atoll.jobs import Worker
+    from atoll.logs import configure_logging
+    from atoll.web.app import create_app
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url)
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as session:
+        admin = bootstrap.ensure_admin(
+            session,
+            data_dir=settings.data_dir,
+            password=settings.admin_password.get_secret_value() if settings.admin_password else None,
+        )
+    bind_host, bind_port = host or settings.host, port or settings.port
+    console.print(f"\n[bold green]Atoll is starting[/] at [link]http://{bind_host}:{bind_port}[/link]")
+    if admin.password:
+        console.print(f"  sign in as [bold]{admin.username}[/] / [bold]{admin.password}[/]")
+    else:
+        console.print(f"  sign in as [bold]{admin.username}[/] (password set earlier)")
+    console.print(f"  data in {settings.data_dir.resolve()}\n")
+
+    worker = Worker(factory, _job_handlers(), poll_seconds=settings.worker_poll_seconds)
+    thread = threading.Thread(target=worker.run_forever, name="worker", daemon=True)
+    thread.start()
+    try:
+        uvicorn.run(create_app(settings, engine=engine), host=bind_host, port=bind_port, log_config=None)
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+
+
+def server(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the API and portal only (run `atoll worker` separately)."""
+    import uvicorn
+
+    from atoll.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "atoll.web.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+    )
+
+
+def worker() -> None:
+    """Run durable jobs (builds, rollouts, drift runs...) until SIGTERM."""
+    from datetime import timedelta
+
+    from atoll.db import make_engine, make_session_factory
+    from atoll.jobs import Worker
+    from atoll.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    factory = make_session_factory(make_engine(settings.effective_database_url))
+    runner = Worker(
+        factory,
+        _job_handlers(),
+        lease=timedelta(seconds=settings.job_lease_seconds),
+        poll_seconds=settings.worker_poll_seconds,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    runner.run_forever()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from atoll import migrate
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url, revision)
+    console.print(f"database at revision {migrate.current(settings.effective_database_url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base")]) -> None:
+    """Revert migrations down to REVISION."""
+    from atoll import migrate
+
+    settings = _settings()
+    migrate.downgrade(settings.effective_database_url, revision)
+    console.print(f"database at revision {migrate.current(settings.effective_database_url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from atoll import migrate
+
+    console.print(migrate.current(_settings().effective_database_url) or "empty")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(server)
+    app.command()(worker)
+    app.add_typer(db_app, name="db")

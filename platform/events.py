@@ -1,0 +1,164 @@
+"""The event log: inference, exposure and outcome events, append-only.
+
+The model server and the router write here; monitoring and abtest read it with aggregate
+SQL. Writers never block the request path: `BatchWriter` buffers rows and inserts them in
+batches from a background thread, and when the buffer is full it drops and counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, Index, String, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from atoll.db import Base, unit_of_work, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class InferenceEvent(Base):
+    __tablename__ = "inference_events"
+    __table_args__ = (Index("ix_inference_events_endpoint_ts", "endpoint", "ts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+    endpoint: Mapped[str] = mapped_column(String(128))
+    deployment: Mapped[str | None] = mapped_column(String(128))
+    model_name: Mapped[str | None] = mapped_column(String(255))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    backend: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    unit_id: Mapped[str | None] = mapped_column(String(128))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[int] = mapped_column(default=200)
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prediction: Mapped[Any | None] = mapped_column(JSON)
+
+
+class ExposureEvent(Base):
+    __tablename__ = "exposure_events"
+    __table_args__ = (Index("ix_exposure_events_experiment_arm", "experiment", "arm"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+    experiment: Mapped[str] = mapped_column(String(128))
+    arm: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[str] = mapped_column(String(128))
+    endpoint: Mapped[str | None] = mapped_column(String(128))
+
+
+class OutcomeEvent(Base):
+    __tablename__ = "outcome_events"
+    __table_args__ = (Index("ix_outcome_events_metric_unit", "metric", "unit_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+    unit_id: Mapped[str] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+    experiment: Mapped[str | None] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def ingest_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert outcome events, skipping event ids already stored. Returns how many were new.
+
+    Idempotent: a client may resend a batch after a timeout without double counting.
+    """
+    if not rows:
+        return 0
+    unique = list({row["event_id"]: row for row in rows}.values())
+    ids = [row["event_id"] for row in unique]
+    before = set(session.scalars(select(OutcomeEvent.event_id).where(OutcomeEvent.event_id.in_(ids))))
+    fresh = [{**row, "received_at": utcnow()} for row in unique if row["event_id"] not in before]
+    if not fresh:
+        return 0
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(OutcomeEvent).values(fresh).on_conflict_do_nothing(
+        index_elements=["event_id"]
+    )
+    result = session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+class BatchWriter:
+    """Buffers event rows and inserts them in batches from one background thread.
+
+    `submit` never blocks and never raises: a full buffer or a database outage drops rows
+    and counts them in `dropped`, so logging can never slow or fail a prediction.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        model: type[Base],
+        *,
+        max_batch: int = 500,
+        flush_seconds: float = 0.5,
+        capacity: int = 50_000,
+    ) -> None:
+        self._factory = factory
+        self._table = model.__table__
+        self._max_batch = max_batch
+        self._flush_seconds = flush_seconds
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"batch-{model.__tablename__}", daemon=True)
+        self.written = 0
+        self.dropped = 0
+        self.batches = 0
+        self._thread.start()
+
+    def submit(self, row: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self.dropped += 1
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is buffered and stop the thread."""
+        self._stopping.set()
+        self._thread.join(timeout)
+
+    def _take_batch(self) -> list[dict[str, Any]]:
+        try:
+            batch = [self._queue.get(timeout=self._flush_seconds)]
+        except queue.Empty:
+            return []
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _loop(self) -> None:
+        while not (self._stopping.is_set() and self._queue.empty()):
+            batch = self._take_batch()
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            with unit_of_work(self._factory) as session:
+                session.execute(insert(self._table), batch)
+            self.written += len(batch)
+            self.batches += 1
+        except Exception as exc:
+            self.dropped += len(batch)
+            log.warning(
+                "event batch dropped", extra={"table": self._table.name, "rows": len(batch), "error": str(exc)}
+            )

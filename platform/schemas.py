@@ -1,0 +1,16 @@
+"""Schemas shared across domains."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):  # noqa: UP046 - Python 3.11 has no PEP 695 syntax
+    items: list[T]
+    total: int
+    limit: int
+    offset: int

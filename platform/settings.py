@@ -1,0 +1,133 @@
+"""Settings: `ATOLL_*` environment variables over an optional `atoll.toml`.
+
+Environment wins over the file. Unknown keys are errors, in both places, so that a typo
+(`ATOLL_DATABSE_URL`) stops start-up instead of silently running on defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "ATOLL_"
+TEST_ENV_PREFIX = "ATOLL_TEST_"  # read by the test suite only, never by the platform
+CONFIG_FILE_ENV = "ATOLL_CONFIG"
+
+
+class SettingsError(Exception):
+    """A setting is unknown or invalid; the message names the key and what is wrong."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default=Path(".atoll"), description="Where SQLite, logs and artifacts live.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite under data_dir.")
+    url: str = Field(default="http://127.0.0.1:8000", description="Public base URL of the platform.")
+    token: SecretStr | None = Field(default=None, description="API token used by the client and CLI.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    mlflow_tracking_uri: str = Field(default="", description="MLflow server; empty means not configured.")
+    backends_file: Path | None = Field(default=None, description="A TOML file extending the backend catalog.")
+    admin_password: SecretStr | None = Field(default=None, description="First admin's password for `up`.")
+    secret_key: SecretStr | None = Field(default=None, description="Signs session cookies; generated if unset.")
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    job_lease_seconds: int = Field(default=60, ge=5, le=3600)
+    config: Path | None = Field(default=None, description="Path of atoll.toml (read, not a setting).")
+
+    @field_validator("url", "mlflow_tracking_uri")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'atoll.db'}"
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.url.startswith("https://")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads `atoll.toml` (or `$ATOLL_CONFIG`) from the working directory, if present."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        explicit = os.environ.get(CONFIG_FILE_ENV)
+        path = Path(explicit) if explicit else Path("atoll.toml")
+        if not path.exists():
+            if explicit:
+                raise SettingsError(f"{CONFIG_FILE_ENV}: file {path} does not exist")
+            return {}
+        try:
+            return tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def _unknown_env_keys() -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        k
+        for k in os.environ
+        if k.startswith(ENV_PREFIX) and not k.startswith(TEST_ENV_PREFIX) and k not in known
+    )
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "settings"
+    source = f"{ENV_PREFIX}{key.upper()} / atoll.toml `{key}`"
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting `{key}` in atoll.toml"
+    return f"invalid setting {source}: {first['msg']}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning any problem into one `SettingsError` line."""
+    unknown = [k for k in _unknown_env_keys() if k.removeprefix(ENV_PREFIX).lower() not in overrides]
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]} (known: see docs/configuration.md)")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

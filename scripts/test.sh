@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every test tier, timing each. A tier this machine cannot run is reported loudly
+# with the command that installs what it lacks; with CI=true that is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+UV=$(command -v uv || echo "python3 -m uv")
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
+CI=${CI:-false}
+declare -a SUMMARY=()
+FAILED=0
+
+tier() {  # tier NAME COMMAND...
+  local name=$1; shift
+  local start=$SECONDS
+  echo -e "\n=== tier: $name"
+  "$@"
+  local rc=$?
+  # pytest exit 5 means no tests were collected: a tier that ran nothing is a failure.
+  SUMMARY+=("$(printf '%-24s %-6s %4ss' "$name" "$([ $rc = 0 ] && echo ok || echo FAIL)" $((SECONDS - start)))")
+  [ $rc = 0 ] || FAILED=1
+}
+
+cannot_run() {  # cannot_run NAME HOW-TO-INSTALL
+  echo -e "\n!!! tier $1 CANNOT RUN on this machine: $2" >&2
+  SUMMARY+=("$(printf '%-24s %-6s' "$1" "NOT RUN")")
+  if [ "$CI" = true ]; then FAILED=1; fi
+}
+
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  [ "$(id -u)" = 0 ] || return 1
+  echo "installing Chromium from Debian packages..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
+tier unit $UV run pytest tests/unit -q -p no:cacheprovider
+tier "integration (sqlite)" env ATOLL_TEST_DB=sqlite $UV run pytest tests/integration -q -p no:cacheprovider
+
+if PG_URL=$(scripts/postgres.sh start); then
+  tier "integration (postgres)" env ATOLL_TEST_DB=postgresql ATOLL_TEST_POSTGRES_URL="$PG_URL" \
+    $UV run pytest tests/integration -q -p no:cacheprovider
+else
+  cannot_run "integration (postgres)" "sudo apt-get install -y postgresql (then re-run make test)"
+fi
+
+if ensure_chromium; then
+  tier e2e env ATOLL_TEST_CHROMIUM="$(command -v chromium)" $UV run pytest tests/e2e -q -p no:cacheprovider
+else
+  cannot_run e2e "sudo apt-get install -y chromium (then re-run make test)"
+fi
+
+echo -e "\n=== summary"
+printf '  %s\n' "${SUMMARY[@]}"
+exit $FAILED

@@ -1,0 +1,113 @@
+"""Power, sample size and MDE against statsmodels' power classes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats
+from statsmodels.stats.power import NormalIndPower, TTestIndPower
+from pydantic import ValidationError
+
+from atoll.abtest.stats import PowerRequest, power
+from atoll.abtest.stats.sequential import multiplier_at, rho
+
+
+def binary_h(p1: float, p2: float) -> float:
+    """The standardised effect that makes NormalIndPower use the unpooled variance."""
+    return (p2 - p1) / math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 2)
+
+
+class TestFixed:
+    @pytest.mark.parametrize(("p1", "mde", "alpha", "target"), [(0.1, 0.1, 0.05, 0.8), (0.4, 0.02, 0.01, 0.9)])
+    def test_binary_sample_size(self, p1: float, mde: float, alpha: float, target: float) -> None:
+        res = power(PowerRequest(metric_type="binary", baseline=p1, mde=mde, alpha=alpha, power=target))
+        ref = NormalIndPower().solve_power(
+            effect_size=binary_h(p1, p1 * (1 + mde)), alpha=alpha, power=target, ratio=1.0
+        )
+        assert res.n_per_arm_exact == pytest.approx(ref, rel=1e-6)
+        assert res.n_per_arm == math.ceil(ref)
+        assert res.n_total == 2 * math.ceil(ref)
+        assert res.achieved_power is not None
+        assert res.achieved_power >= target
+
+    @pytest.mark.parametrize(("n", "alpha"), [(50, 0.05), (2000, 0.01)])
+    def test_mean_mde_and_sample_size(self, n: int, alpha: float) -> None:
+        res = power(PowerRequest(metric_type="mean", baseline=10, std=3, n_per_arm=n, alpha=alpha))
+        es = TTestIndPower().solve_power(nobs1=n, alpha=alpha, power=0.8, ratio=1.0)
+        assert res.mde_absolute == pytest.approx(es * 3, rel=1e-6)
+        assert res.mde_relative == pytest.approx(es * 3 / 10, rel=1e-6)
+        back = power(
+            PowerRequest(metric_type="mean", baseline=10, std=3, mde=es * 3, mde_type="absolute", alpha=alpha)
+        )
+        assert back.n_per_arm_exact == pytest.approx(
+            TTestIndPower().solve_power(effect_size=es, alpha=alpha, power=0.8), rel=1e-6
+        )
+
+    def test_achieved_power_with_both(self) -> None:
+        res = power(
+            PowerRequest(metric_type="mean", baseline=10, std=3, n_per_arm=400, mde=0.05)
+        )
+        ref = TTestIndPower().power(effect_size=0.5 / 3, nobs1=400, alpha=0.05)
+        assert res.achieved_power == pytest.approx(ref, rel=1e-6)
+
+    def test_more_arms_split_alpha(self) -> None:
+        two = power(PowerRequest(metric_type="binary", baseline=0.2, mde=0.05))
+        four = power(PowerRequest(metric_type="binary", baseline=0.2, mde=0.05, arms=4))
+        assert four.alpha_per_comparison == pytest.approx(0.05 / 3)
+        ref = NormalIndPower().solve_power(
+            effect_size=binary_h(0.2, 0.21), alpha=0.05 / 3, power=0.8
+        )
+        assert four.n_per_arm_exact == pytest.approx(ref, rel=1e-6)
+        assert four.n_total == 4 * four.n_per_arm  # type: ignore[operator]
+        assert two.n_per_arm is not None
+        assert four.n_per_arm is not None
+        assert four.n_per_arm > two.n_per_arm
+
+    def test_unreachable_mde_is_reported_not_raised(self) -> None:
+        res = power(PowerRequest(metric_type="binary", baseline=0.9, n_per_arm=3, power=0.99))
+        assert res.mde_absolute is None
+        assert res.notes
+
+
+class TestSequential:
+    def test_inflation_matches_closed_form(self) -> None:
+        """Tuned at its own sample size the multiplier is constant, so n scales by
+        ((c + z_power) / (z_alpha + z_power))^2 up to the negligible other tail."""
+        fixed = power(PowerRequest(metric_type="mean", baseline=1, std=1, mde=0.1, method="bayesian"))
+        seq = power(PowerRequest(metric_type="mean", baseline=1, std=1, mde=0.1, method="sequential"))
+        c = multiplier_at(1000.0, 0.05, rho(0.05, 1000.0))
+        assert c == pytest.approx(3.035, abs=2e-3)
+        zb = stats.norm.ppf(0.8)
+        expected_n = 2 * ((c + zb) / 0.1) ** 2
+        assert seq.n_per_arm_exact == pytest.approx(expected_n, rel=1e-6)
+        assert seq.sequential_inflation is not None
+        assert 1.8 < seq.sequential_inflation < 2.0
+        assert fixed.n_per_arm is not None
+        assert seq.n_per_arm is not None
+        assert seq.n_per_arm > fixed.n_per_arm
+
+    def test_explicit_tuning(self) -> None:
+        res = power(
+            PowerRequest(
+                metric_type="mean", baseline=1, std=1, n_per_arm=5000, method="sequential",
+                sequential_tuning=10000,
+            )
+        )
+        c = multiplier_at(10000.0, 0.05, rho(0.05, 10000.0))
+        se = math.sqrt(2 / 5000)
+        assert res.mde_absolute == pytest.approx((c + stats.norm.ppf(0.8)) * se, rel=1e-6)
+
+
+class TestValidation:
+    def test_needs_mde_or_n(self) -> None:
+        with pytest.raises(ValidationError, match="mde or n_per_arm"):
+            PowerRequest(metric_type="binary", baseline=0.1)
+
+    def test_mean_needs_std(self) -> None:
+        with pytest.raises(ValidationError, match="std"):
+            PowerRequest(metric_type="mean", baseline=1, mde=0.1)
+
+    def test_rate_bounds(self) -> None:
+        with pytest.raises(ValidationError, match="baseline"):
+            PowerRequest(metric_type="binary", baseline=1.5, mde=0.1)

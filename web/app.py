@@ -1,0 +1,74 @@
+"""The FastAPI application factory: API routers, the portal, probes and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from atoll._version import __version__
+from atoll.backends import cached_catalog
+from atoll.db import make_engine, make_session_factory
+from atoll.settings import Settings, get_settings
+from atoll.web import problems
+from atoll.web.api import audit as audit_api
+from atoll.web.api import auth as auth_api
+from atoll.web.api import events as events_api
+from atoll.web.api import jobs as jobs_api
+from atoll.web.api import system as system_api
+from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
+from atoll.web.portal import views as portal_views
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# Routes anyone may call without credentials; tests assert that every other route refuses.
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/login",
+        "/api/v1/auth/token",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/static",
+    }
+)
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.effective_database_url)
+    catalog = cached_catalog(settings.backends_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Atoll",
+        version=__version__,
+        description="Internal MLOps platform API. Authenticate with `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    registry = CollectorRegistry()
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.catalog = catalog
+    app.state.metrics_registry = registry
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    problems.install(app)
+    app.add_exception_handler(portal_views.LoginRequired, portal_views.login_redirect)
+    for module in (system_api, auth_api, audit_api, jobs_api, events_api, portal_views):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    return app

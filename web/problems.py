@@ -1,0 +1,83 @@
+"""Every error leaves as `application/problem+json` (RFC 9457), or as an HTML page in the portal.
+
+No stack trace ever reaches a user: unexpected errors are logged with the request id, and
+the response carries only that id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from atoll.context import current_request_id
+from atoll.errors import AtollError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    body["request_id"] = current_request_id()
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": _field_path(tuple(e["loc"])), "in": str(e["loc"][0]), "message": e["msg"]}
+        for e in exc.errors()
+    ]
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def install(app: FastAPI) -> None:
+    from atoll.web.portal.render import error_page
+
+    def respond(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:
+        if _wants_html(request):
+            return error_page(request, status=status, title=title, detail=detail)
+        return problem(status, title, detail, **extra)
+
+    @app.exception_handler(AtollError)
+    async def _atoll_error(request: Request, exc: AtollError) -> Response:
+        return respond(request, exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = validation_errors(exc)
+        first = errors[0]
+        detail = f"{first['field'] or first['in']}: {first['message']}"
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        return respond(request, 422, "Invalid input", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.url.path}; see /docs for the API"
+        return respond(request, exc.status_code, titles.get(exc.status_code, "Error"), detail)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        detail = f"an internal error occurred; quote request id {current_request_id()} when reporting it"
+        return respond(request, 500, "Internal error", detail)

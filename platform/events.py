@@ -83,11 +83,13 @@ def ingest_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(OutcomeEvent).values(fresh).on_conflict_do_nothing(
-        index_elements=["event_id"]
+    statement = (
+        module.insert(OutcomeEvent)
+        .values(fresh)
+        .on_conflict_do_nothing(index_elements=["event_id"])  # a concurrent resend
+        .returning(OutcomeEvent.event_id)
     )
-    result = session.execute(statement)
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len(session.execute(statement).all())
 
 
 class BatchWriter:

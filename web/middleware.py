@@ -46,6 +46,8 @@ class RequestContextMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        # Also kept on the scope: the outermost error handler runs after the contextvar resets.
+        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
 

@@ -21,12 +21,21 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, *, request_id: str | None = None, **extra: Any
+) -> JSONResponse:
+    request_id = request_id or current_request_id()
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     body.update(extra)
-    body["request_id"] = current_request_id()
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body["request_id"] = request_id
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None) or current_request_id()
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -53,7 +62,7 @@ def install(app: FastAPI) -> None:
     def respond(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:
         if _wants_html(request):
             return error_page(request, status=status, title=title, detail=detail)
-        return problem(status, title, detail, **extra)
+        return problem(status, title, detail, request_id=_request_id(request), **extra)
 
     @app.exception_handler(AtollError)
     async def _atoll_error(request: Request, exc: AtollError) -> Response:
@@ -78,6 +87,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        detail = f"an internal error occurred; quote request id {current_request_id()} when reporting it"
+        request_id = _request_id(request)
+        log.exception("unhandled error", extra={"path": request.url.path, "request_id": request_id})
+        detail = f"an internal error occurred; quote request id {request_id} when reporting it"
         return respond(request, 500, "Internal error", detail)

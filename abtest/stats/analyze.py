@@ -39,6 +39,7 @@ class _Rows:
     metric: list[int]
     arm: list[int]
     issue: list[str | None]
+    estimable: list[bool]  # both arms have usable moments (the lifts are defined)
     n_c: FloatArray
     n_t: FloatArray
     mean_c: FloatArray
@@ -65,10 +66,15 @@ def _rows(request: AnalysisRequest, names: list[str], mom: list[MetricMoments]) 
             use_t.append(spec.type == "mean")
     a = [np.asarray(col, dtype=np.float64) for col in cols]
     eff = frequentist.effects(a[0], a[1], a[2], a[3], a[4], a[5], np.asarray(use_t, dtype=bool))
+    estimable = [i is None for i in issues]
     for i, v in enumerate(eff.var_absolute):
-        if issues[i] is None and not (math.isfinite(v) and v > 0):
+        if issues[i] is not None:
+            continue
+        if not math.isfinite(v + eff.absolute[i]):
+            issues[i] = "numerical overflow: values too large to analyse"
+        elif v <= 0:
             issues[i] = "zero variance in both arms: no test is possible"
-    return _Rows(metric_idx, arm_idx, issues, a[0], a[3], a[1], eff)
+    return _Rows(metric_idx, arm_idx, issues, estimable, a[0], a[3], a[1], eff)
 
 
 def analyze(request: AnalysisRequest) -> AnalysisResult:
@@ -152,7 +158,8 @@ def analyze(request: AnalysisRequest) -> AnalysisResult:
         ok = bool(testable[i])
         a_ci = _ci(abs_lo[i], abs_hi[i]) if ok else None
         r_ci = _ci(rel_lo[i], rel_hi[i]) if ok else None
-        notes = [] if rel_ok[i] or not ok else ["control mean is zero: relative lift undefined"]
+        zero_c = rows.estimable[i] and rows.mean_c[i] == 0
+        notes = ["control mean is zero: relative lift undefined"] if zero_c else []
         issue = rows.issue[i]
         if ok and request.method == "bayesian" and not rel_ok[i]:
             notes.append("bayesian readout on the absolute difference with a flat prior")
@@ -183,9 +190,9 @@ def analyze(request: AnalysisRequest) -> AnalysisResult:
         comparisons[rows.metric[i]].append(
             Comparison(
                 arm=names[rows.arm[i]],
-                absolute_lift=_num(eff.absolute[i]) if rows.issue[i] is None else None,
+                absolute_lift=_num(eff.absolute[i]) if rows.estimable[i] else None,
                 absolute_ci=a_ci,
-                relative_lift=_num(eff.relative[i]) if ok else None,
+                relative_lift=_num(eff.relative[i]) if rows.estimable[i] else None,
                 relative_ci=r_ci,
                 ci_level=float(1 - row_alpha[i]),
                 p_value=_num(p[i]),
@@ -205,6 +212,7 @@ def analyze(request: AnalysisRequest) -> AnalysisResult:
             guardrail=spec.guardrail,
             higher_is_better=spec.higher_is_better,
             cuped_theta=_num(mm.theta) if mm.theta is not None else None,
+            notes=[mm.note] if mm.note else [],
             arms=[
                 ArmEstimate(
                     arm=names[j],

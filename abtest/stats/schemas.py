@@ -260,6 +260,7 @@ class MetricResult(BaseModel):
     guardrail: bool
     higher_is_better: bool
     cuped_theta: float | None = None
+    notes: list[str] = Field(default_factory=list)
     arms: list[ArmEstimate]
     comparisons: list[Comparison]
 

@@ -77,7 +77,7 @@ def _bayesian(e: Evidence) -> tuple[Verdict, str]:
 
 def _frequentist(e: Evidence) -> tuple[Verdict, str]:
     name = f"guardrail {e.metric}" if e.guardrail else e.metric
-    level = f"{e.ci_level:.4g}".rstrip("0")
+    level = f"{e.ci_level * 100:.4g}%"
     if e.guardrail or e.hypothesis == "non_inferiority":
         ci = e.relative_ci if e.margin_type == "relative" else e.absolute_ci
         if ci is None:

@@ -1,0 +1,3 @@
+from atoll.cli import app
+
+app(prog_name="atoll")

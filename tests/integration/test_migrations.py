@@ -1,0 +1,52 @@
+"""Migrations upgrade from empty, downgrade to nothing, upgrade again; and match the models."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.exc import DatabaseError
+
+from atoll import migrate
+from atoll.models import Base
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_round_trip_from_empty(empty_database_url: str) -> None:
+    migrate.upgrade(empty_database_url)
+    assert migrate.current(empty_database_url) == "0001"
+    assert _tables(empty_database_url) == set(Base.metadata.tables)
+    migrate.downgrade(empty_database_url, "base")
+    assert _tables(empty_database_url) == set()
+    migrate.upgrade(empty_database_url)
+    assert _tables(empty_database_url) == set(Base.metadata.tables)
+
+
+def test_models_match_migrations(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == [], f"models and migrations disagree; write a migration: {diff}"
+
+
+def test_audit_log_is_append_only_in_the_database(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO audit_events (at, actor, action, target_type, target_id, summary) "
+                "VALUES (CURRENT_TIMESTAMP, 'a', 'x.y', 't', '1', '{}')"
+            )
+        )
+    for statement in ("UPDATE audit_events SET actor = 'b'", "DELETE FROM audit_events"):
+        with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT actor FROM audit_events")).scalar_one() == "a"

@@ -75,9 +75,7 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def search(
-    session: Session, *, where: AuditFilter, limit: int, offset: int
-) -> tuple[list[AuditEvent], int]:
+def search(session: Session, *, where: AuditFilter, limit: int, offset: int) -> tuple[list[AuditEvent], int]:
     """Newest first, with the total count for pagination."""
 
     query = select(AuditEvent)
@@ -94,9 +92,7 @@ def search(
     if where.until:
         query = query.where(AuditEvent.at < where.until)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
-    ).all()
+    rows = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)).all()
     return list(rows), total
 
 

@@ -15,7 +15,7 @@ from atoll.auth.policy import Role
 from atoll.auth.secrets import new_password
 
 ADMIN_USERNAME = "admin"
-PASSWORD_FILE = "initial-admin-password"
+PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 
 
 @dataclass(frozen=True)

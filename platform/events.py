@@ -12,9 +12,9 @@ import queue
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, String, insert, select
+from sqlalchemy import JSON, Float, Index, String, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -109,7 +109,7 @@ class BatchWriter:
         capacity: int = 50_000,
     ) -> None:
         self._factory = factory
-        self._table = model.__table__
+        self._table = cast(Table, model.__table__)
         self._max_batch = max_batch
         self._flush_seconds = flush_seconds
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
@@ -162,5 +162,6 @@ class BatchWriter:
         except Exception as exc:
             self.dropped += len(batch)
             log.warning(
-                "event batch dropped", extra={"table": self._table.name, "rows": len(batch), "error": str(exc)}
+                "event batch dropped",
+                extra={"table": self._table.name, "rows": len(batch), "error": str(exc)},
             )

@@ -52,7 +52,7 @@ class Job(Base):
 Handler = Callable[[Session, dict[str, Any]], dict[str, Any] | None]
 
 
-class RetryLater(Exception):  # noqa: N818 - reads as an instruction at the raise site
+class RetryLater(Exception):
     """Raised by a handler to be retried without counting as an error in the log."""
 
 

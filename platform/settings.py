@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(default="", description="MLflow server; empty means not configured.")
     backends_file: Path | None = Field(default=None, description="A TOML file extending the backend catalog.")
     admin_password: SecretStr | None = Field(default=None, description="First admin's password for `up`.")
-    secret_key: SecretStr | None = Field(default=None, description="Signs session cookies; generated if unset.")
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs session cookies; generated if unset."
+    )
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

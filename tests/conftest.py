@@ -80,7 +80,9 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
         engine = make_engine(migrated_template)
         with engine.begin() as connection:
             tables = connection.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
             ).scalars()
             names = ", ".join(f'"{t}"' for t in tables)
             # TRUNCATE does not fire the audit log's row triggers: tests may start clean.

@@ -62,7 +62,9 @@ def optional_principal(request: Request, session: SessionDep) -> Principal | Non
     return None
 
 
-def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
     if principal is None:
         raise Unauthenticated(
             "sign in, or send 'Authorization: Bearer <token>' (create one with `atoll tokens create`)"

@@ -127,9 +127,7 @@ def analyze(request: AnalysisRequest) -> AnalysisResult:
     rel_ok = np.isfinite(eff.relative) & np.isfinite(eff.var_relative) & (eff.var_relative > 0)
     ctw = loss = loss_c = within = np.full(k, np.nan)
     if request.method == "bayesian":
-        post_rel = bayesian.posterior(
-            eff.relative, eff.var_relative, request.prior_mean, request.prior_std
-        )
+        post_rel = bayesian.posterior(eff.relative, eff.var_relative, request.prior_mean, request.prior_std)
         post = bayesian.Posterior(
             np.where(rel_ok, post_rel.mean, eff.absolute), np.where(rel_ok, post_rel.std, se)
         )

@@ -68,8 +68,5 @@ def metric_moments(metric: MetricSpec, arm_names: list[str]) -> MetricMoments:
     if not metric.cuped:
         return MetricMoments(plain, None, None)
     fit = cuped.fit(data, ddof=0 if metric.type == "binary" else 1)
-    arms = [
-        p if p.issue else ArmMoments(p.n, a.mean, a.var)
-        for p, a in zip(plain, fit.arms, strict=True)
-    ]
+    arms = [p if p.issue else ArmMoments(p.n, a.mean, a.var) for p, a in zip(plain, fit.arms, strict=True)]
     return MetricMoments(arms, fit.theta, fit.note)

@@ -39,8 +39,7 @@ def _check_square_sum(field: str, n: int, total: float, squares: float) -> None:
     lhs, rhs = squares * n, total * total
     if lhs < rhs - MOMENT_RTOL * max(abs(lhs), abs(rhs), 1.0):
         raise ValueError(
-            f"{field}={squares} is impossible for n={n} and its sum={total}: "
-            f"{field} * n must be >= sum**2"
+            f"{field}={squares} is impossible for n={n} and its sum={total}: {field} * n must be >= sum**2"
         )
 
 
@@ -77,9 +76,7 @@ class ArmData(_Strict):
         if self.pre_sum is not None and self.denominator_sum is not None:
             raise ValueError("give pre_* (CUPED) or denominator_* (ratio), not both")
         other = self.pre_sum if self.pre_sum is not None else self.denominator_sum
-        other_sq = (
-            self.pre_sum_squares if self.pre_sum is not None else self.denominator_sum_squares
-        )
+        other_sq = self.pre_sum_squares if self.pre_sum is not None else self.denominator_sum_squares
         name = "pre_sum_squares" if self.pre_sum is not None else "denominator_sum_squares"
         if other is not None and other_sq is not None:
             _check_square_sum(name, self.n, other, other_sq)
@@ -136,8 +133,7 @@ class MetricSpec(_Strict):
                     raise ValueError(f"{where}.sum_squares must equal sum for a binary metric")
             if self.type == "ratio" and (d.denominator_sum is None or d.sum_products is None):
                 raise ValueError(
-                    f"{where}: ratio metrics need denominator_sum, denominator_sum_squares "
-                    "and sum_products"
+                    f"{where}: ratio metrics need denominator_sum, denominator_sum_squares and sum_products"
                 )
             if self.cuped and (d.pre_sum is None or d.sum_products is None):
                 raise ValueError(f"{where}: cuped needs pre_sum, pre_sum_squares and sum_products")
@@ -206,9 +202,7 @@ class AnalysisRequest(_Strict):
             seen.add(m.name)
             unknown = set(m.data) - names
             if unknown:
-                raise ValueError(
-                    f"metrics.{m.name}.data: unknown arm(s) {sorted(unknown)} not in arms"
-                )
+                raise ValueError(f"metrics.{m.name}.data: unknown arm(s) {sorted(unknown)} not in arms")
             missing = names - set(m.data)
             if missing:
                 raise ValueError(f"metrics.{m.name}.data: missing arm(s) {sorted(missing)}")

@@ -100,9 +100,7 @@ def _frequentist(e: Evidence) -> tuple[Verdict, str]:
     if e.p_adjusted < e.alpha:
         verdict: Verdict = "ship" if better else "dont_ship"
         word = "better" if better else "worse"
-        return verdict, (
-            f"{name}: significantly {word} (adjusted p={e.p_adjusted:.3g} < {e.alpha}; {span})"
-        )
+        return verdict, (f"{name}: significantly {word} (adjusted p={e.p_adjusted:.3g} < {e.alpha}; {span})")
     return "keep_running", (
         f"{name}: no significant difference yet (adjusted p={e.p_adjusted:.3g} >= {e.alpha})"
     )

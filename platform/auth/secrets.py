@@ -13,7 +13,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-TOKEN_PREFIX = "atl_"
+TOKEN_PREFIX = "atl_"  # noqa: S105 - a prefix, not a secret
 _hasher = PasswordHasher()
 
 

@@ -94,7 +94,11 @@ def set_password(session: Session, *, actor: Principal | None, user: User, passw
         raise InvalidInput(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     user.password_hash = hash_password(password)
     audit.record(
-        session, actor=actor, action="user.set_password", target_type="user", target_id=user.username
+        session,
+        actor=actor,
+        action="user.set_password",
+        target_type="user",
+        target_id=user.username,
     )
 
 
@@ -227,7 +231,13 @@ def start_session(session: Session, *, user: User, hours: int) -> tuple[PortalSe
     session.add(row)
     session.flush()
     principal = principal_for_user(user, via="session")
-    audit.record(session, actor=principal, action="session.login", target_type="user", target_id=user.username)
+    audit.record(
+        session,
+        actor=principal,
+        action="session.login",
+        target_type="user",
+        target_id=user.username,
+    )
     return row, cookie
 
 
@@ -244,7 +254,11 @@ def end_session(session: Session, *, principal: Principal) -> None:
         if row is not None:
             session.delete(row)
         audit.record(
-            session, actor=principal, action="session.logout", target_type="user", target_id=principal.username
+            session,
+            actor=principal,
+            action="session.logout",
+            target_type="user",
+            target_id=principal.username,
         )
 
 

@@ -32,12 +32,18 @@ def login(
 
             issued = api.post(
                 "/api/v1/auth/token",
-                {"username": name, "password": password, "token_name": f"cli-{socket.gethostname()}"[:64].lower()},
+                {
+                    "username": name,
+                    "password": password,
+                    "token_name": f"cli-{socket.gethostname()}"[:64].lower(),
+                },
             )
             token = issued["token"]
         who = Client(api.url, token).get("/api/v1/whoami")
     path = save_credentials(api.url, token)
-    console.print(f"signed in to {api.url} as [bold]{who['username']}[/] ({who['role']}); token saved in {path}")
+    console.print(
+        f"signed in to {api.url} as [bold]{who['username']}[/] ({who['role']}); token saved in {path}"
+    )
 
 
 def whoami(as_json: JsonFlag = False) -> None:
@@ -47,7 +53,9 @@ def whoami(as_json: JsonFlag = False) -> None:
     if as_json:
         emit_json(who)
     else:
-        console.print(f"{who['username']} ({who['role']}) via {who['via']}; scopes: {', '.join(who['scopes'])}")
+        console.print(
+            f"{who['username']} ({who['role']}) via {who['via']}; scopes: {', '.join(who['scopes'])}"
+        )
 
 
 @users_app.command("list")
@@ -58,8 +66,15 @@ def users_list(as_json: JsonFlag = False) -> None:
     if as_json:
         emit_json(users)
         return
-    table(users, [("username", "username"), ("role", "role"), ("teams", lambda u: ", ".join(u["teams"])),
-                  ("active", "is_active")])
+    table(
+        users,
+        [
+            ("username", "username"),
+            ("role", "role"),
+            ("teams", lambda u: ", ".join(u["teams"])),
+            ("active", "is_active"),
+        ],
+    )
 
 
 @users_app.command("create")
@@ -73,7 +88,12 @@ def users_create(
 ) -> None:
     """Create a user (asks for the password)."""
     secret = password or getpass.getpass(f"password for {username}: ")
-    body: dict[str, Any] = {"username": username, "password": secret, "role": role, "teams": team or []}
+    body: dict[str, Any] = {
+        "username": username,
+        "password": secret,
+        "role": role,
+        "teams": team or [],
+    }
     if email:
         body["email"] = email
     with client_errors():
@@ -85,20 +105,33 @@ def users_create(
 
 
 def _token_columns() -> list[tuple[str, Any]]:
-    return [("id", "id"), ("name", "name"), ("prefix", "prefix"), ("scopes", lambda t: ", ".join(t["scopes"])),
-            ("state", "state"), ("expires", lambda t: (t["expires_at"] or "never")[:10])]
+    return [
+        ("id", "id"),
+        ("name", "name"),
+        ("prefix", "prefix"),
+        ("scopes", lambda t: ", ".join(t["scopes"])),
+        ("state", "state"),
+        ("expires", lambda t: (t["expires_at"] or "never")[:10]),
+    ]
 
 
 @tokens_app.command("create")
 def tokens_create(
     name: str,
-    scope: Annotated[list[str], typer.Option("--scope", "-s", help="read, register, deploy, promote, ingest, admin")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", "-s", help="read, register, deploy, promote, ingest, admin"),
+    ],
     expires_in_days: Annotated[int | None, typer.Option(help="Days until it expires")] = 90,
     never_expires: Annotated[bool, typer.Option(help="No expiry")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a token. It is printed once: store it now."""
-    body = {"name": name, "scopes": scope, "expires_in_days": None if never_expires else expires_in_days}
+    body = {
+        "name": name,
+        "scopes": scope,
+        "expires_in_days": None if never_expires else expires_in_days,
+    }
     with client_errors():
         created = client().post("/api/v1/tokens", body)
     if as_json:

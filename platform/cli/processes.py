@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from atoll.cli.output import console, fail
 
+if TYPE_CHECKING:
+    from atoll.jobs import Handler
+    from atoll.settings import Settings
+
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from atoll.settings import SettingsError, load_settings
 
     try:
@@ -22,7 +26,7 @@ def _settings():  # type: ignore[no-untyped-def]
         fail(str(exc), 2)
 
 
-def _job_handlers():  # type: ignore[no-untyped-def]
+def _job_handlers() -> dict[str, Handler]:
     from atoll.handlers import job_handlers
 
     return job_handlers()

@@ -108,18 +108,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                pytest.fail(
-                    f"`atoll up` exited with {process.returncode} before serving:\n{output()}"
-                )
+                pytest.fail(f"`atoll up` exited with {process.returncode} before serving:\n{output()}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"`atoll up` did not answer /healthz in {START_TIMEOUT_S:.0f} s:\n{output()}"
-                )
+                pytest.fail(f"`atoll up` did not answer /healthz in {START_TIMEOUT_S:.0f} s:\n{output()}")
             time.sleep(0.1)
         yield Platform(url, ADMIN_USERNAME, ADMIN_PASSWORD, data_dir)
     finally:

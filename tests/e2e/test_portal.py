@@ -74,9 +74,7 @@ def whoami_status(base_url: str, secret: str) -> httpx.Response:
     return httpx.get(f"{base_url}/api/v1/whoami", headers={"Authorization": f"Bearer {secret}"})
 
 
-def test_sign_in_sends_a_person_back_to_the_page_they_asked_for(
-    page: Page, admin_password: str
-) -> None:
+def test_sign_in_sends_a_person_back_to_the_page_they_asked_for(page: Page, admin_password: str) -> None:
     page.goto("/tokens")
     expect(page).to_have_url(re.compile(r"/login\?next=/tokens$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Atoll")
@@ -222,9 +220,7 @@ def test_every_nav_link_opens_a_page(logged_in_page: Page) -> None:
         expect(page).to_have_url(re.compile(f"{path}$"))
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)
         expect(page.locator("main [role=alert]")).to_have_count(0)
-        expect(nav.get_by_role("link", name=label, exact=True)).to_have_attribute(
-            "aria-current", "page"
-        )
+        expect(nav.get_by_role("link", name=label, exact=True)).to_have_attribute("aria-current", "page")
         if label in AREAS_NOT_BUILT:
             expect(page.locator("main .empty")).to_contain_text("Not built yet")
 

@@ -67,7 +67,9 @@ def make_caller(session_factory: sessionmaker[Session]) -> MakeCaller:
     def make(username: str, role: Role = Role.admin, scopes: list[Scope] | None = None) -> Caller:
         password = f"{username}-password-123"
         with unit_of_work(session_factory) as session:
-            user = auth_service.create_user(session, actor=None, username=username, password=password, role=role)
+            user = auth_service.create_user(
+                session, actor=None, username=username, password=password, role=role
+            )
             actor = principal_for_user(user, via="test")
             issued = auth_service.create_token(
                 session,

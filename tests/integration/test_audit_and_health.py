@@ -30,7 +30,9 @@ class TestAudit:
 
     def test_failed_mutation_leaves_no_audit_row(self, client: TestClient, admin: Caller) -> None:
         before = client.get("/api/v1/audit", headers=admin.headers).json()["total"]
-        response = client.post("/api/v1/tokens", headers=admin.headers, json={"name": "test", "scopes": ["read"]})
+        response = client.post(
+            "/api/v1/tokens", headers=admin.headers, json={"name": "test", "scopes": ["read"]}
+        )
         assert response.status_code == 409
         assert client.get("/api/v1/audit", headers=admin.headers).json()["total"] == before
 
@@ -38,11 +40,16 @@ class TestAudit:
         for i in range(5):
             client.post("/api/v1/tokens", headers=admin.headers, json={"name": f"t{i}", "scopes": ["read"]})
         page = client.get(
-            "/api/v1/audit", headers=admin.headers, params={"action": "token.create", "limit": 2, "offset": 2}
+            "/api/v1/audit",
+            headers=admin.headers,
+            params={"action": "token.create", "limit": 2, "offset": 2},
         ).json()
         assert page["total"] == 6 and page["limit"] == 2 and len(page["items"]) == 2
         assert all(e["action"] == "token.create" for e in page["items"])
-        assert client.get("/api/v1/audit", headers=admin.headers, params={"actor": "nobody"}).json()["total"] == 0
+        assert (
+            client.get("/api/v1/audit", headers=admin.headers, params={"actor": "nobody"}).json()["total"]
+            == 0
+        )
         bad = client.get("/api/v1/audit", headers=admin.headers, params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "limit"
 

@@ -92,7 +92,11 @@ class TestAuthorization:
     def test_cannot_grant_scopes_beyond_role(self, client: TestClient, make_caller: MakeCaller) -> None:
         engineer = make_caller("eng", Role.engineer)
         body = _is_problem(
-            client.post("/api/v1/tokens", headers=engineer.headers, json={"name": "x", "scopes": ["promote"]}),
+            client.post(
+                "/api/v1/tokens",
+                headers=engineer.headers,
+                json={"name": "x", "scopes": ["promote"]},
+            ),
             403,
         )
         assert "promote" in str(body["detail"])
@@ -119,7 +123,8 @@ class TestTokens:
 
     def test_duplicate_active_name_conflicts(self, client: TestClient, admin: Caller) -> None:
         _is_problem(
-            client.post("/api/v1/tokens", headers=admin.headers, json={"name": "test", "scopes": ["read"]}), 409
+            client.post("/api/v1/tokens", headers=admin.headers, json={"name": "test", "scopes": ["read"]}),
+            409,
         )
 
     def test_name_reusable_after_revoke(self, client: TestClient, admin: Caller) -> None:
@@ -128,23 +133,31 @@ class TestTokens:
         again = client.post("/api/v1/tokens", headers=admin.headers, json={"name": "cd", "scopes": ["read"]})
         assert again.status_code == 201
 
-    def test_cannot_revoke_someone_elses(self, client: TestClient, admin: Caller, make_caller: MakeCaller) -> None:
+    def test_cannot_revoke_someone_elses(
+        self, client: TestClient, admin: Caller, make_caller: MakeCaller
+    ) -> None:
         other = make_caller("other", Role.engineer)
         admin_token = client.get("/api/v1/tokens", headers=admin.headers).json()[0]["id"]
         _is_problem(client.delete(f"/api/v1/tokens/{admin_token}", headers=other.headers), 404)
 
-    def test_password_login_issues_role_scoped_token(self, client: TestClient, make_caller: MakeCaller) -> None:
+    def test_password_login_issues_role_scoped_token(
+        self, client: TestClient, make_caller: MakeCaller
+    ) -> None:
         eng = make_caller("eng", Role.engineer)
         issued = client.post("/api/v1/auth/token", json={"username": "eng", "password": eng.password})
         assert issued.status_code == 201
         assert set(issued.json()["scopes"]) == {"read", "register", "deploy", "ingest"}
-        _is_problem(client.post("/api/v1/auth/token", json={"username": "eng", "password": "wrong-password"}), 401)
+        _is_problem(
+            client.post("/api/v1/auth/token", json={"username": "eng", "password": "wrong-password"}),
+            401,
+        )
 
 
 class TestValidation:
     def test_malformed_body_names_field_paths(self, client: TestClient, admin: Caller) -> None:
         body = _is_problem(
-            client.post("/api/v1/tokens", headers=admin.headers, json={"name": "x", "scopes": ["fly"]}), 422
+            client.post("/api/v1/tokens", headers=admin.headers, json={"name": "x", "scopes": ["fly"]}),
+            422,
         )
         fields = [e["field"] for e in body["errors"]]  # type: ignore[attr-defined]
         assert fields == ["scopes.0"]
@@ -152,14 +165,20 @@ class TestValidation:
 
     def test_not_json(self, client: TestClient, admin: Caller) -> None:
         _is_problem(
-            client.post("/api/v1/tokens", headers={**admin.headers, "content-type": "application/json"}, content="{"),
+            client.post(
+                "/api/v1/tokens",
+                headers={**admin.headers, "content-type": "application/json"},
+                content="{",
+            ),
             422,
         )
 
     def test_bad_user_name_is_422(self, client: TestClient, admin: Caller) -> None:
         body = _is_problem(
             client.post(
-                "/api/v1/users", headers=admin.headers, json={"username": "Bad Name", "password": "x" * 12}
+                "/api/v1/users",
+                headers=admin.headers,
+                json={"username": "Bad Name", "password": "x" * 12},
             ),
             422,
         )

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from atoll.auth.policy import Role
 from atoll.cli import app
@@ -72,10 +71,13 @@ class TestHelp:
         for command in ("up", "server", "worker", "db", "login", "whoami", "users", "tokens"):
             assert f" {command} " in result.output, command
 
-    def test_no_arguments_shows_help(self) -> None:
-        result = atoll()
-        assert "Usage" in result.output
-        assert result.exit_code != 0 or "login" in result.output
+    @pytest.mark.parametrize(
+        ("args", "command"), [((), "login"), (("tokens",), "revoke"), (("users",), "create")]
+    )
+    def test_no_arguments_shows_help(self, args: tuple[str, ...], command: str) -> None:
+        result = atoll(*args)
+        assert result.exit_code == 2  # click's usage exit code for no_args_is_help
+        assert "Usage" in result.output and command in result.output
 
 
 class TestLogin:

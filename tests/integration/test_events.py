@@ -46,7 +46,12 @@ class TestOutcomeIngestion:
     def test_invalid_events_name_the_field_and_store_nothing(
         self, client: TestClient, admin: Caller, session_factory: sessionmaker[Session]
     ) -> None:
-        bad = {"events": [_outcome("ok"), {"event_id": "x", "unit_id": "u", "metric": "m", "ts": "2026-01-01T00:00:00"}]}
+        bad = {
+            "events": [
+                _outcome("ok"),
+                {"event_id": "x", "unit_id": "u", "metric": "m", "ts": "2026-01-01T00:00:00"},
+            ]
+        }
         response = client.post("/api/v1/events/outcomes", headers=admin.headers, json=bad)
         assert response.status_code == 422
         assert response.json()["errors"][0]["field"] == "events.1.ts"
@@ -59,7 +64,9 @@ class TestOutcomeIngestion:
 
     def test_read_only_token_cannot_ingest(self, client: TestClient, make_caller: MakeCaller) -> None:
         viewer = make_caller("viewer", Role.viewer)
-        response = client.post("/api/v1/events/outcomes", headers=viewer.headers, json={"events": [_outcome("z")]})
+        response = client.post(
+            "/api/v1/events/outcomes", headers=viewer.headers, json={"events": [_outcome("z")]}
+        )
         assert response.status_code == 403
 
 

@@ -83,7 +83,9 @@ class TestFailures:
         assert [jobs.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
         assert jobs.backoff(50).total_seconds() == jobs.MAX_BACKOFF_SECONDS
 
-    def test_a_dead_workers_job_runs_again_after_its_lease(self, session_factory: sessionmaker[Session]) -> None:
+    def test_a_dead_workers_job_runs_again_after_its_lease(
+        self, session_factory: sessionmaker[Session]
+    ) -> None:
         [job_id] = _enqueue(session_factory)
         lease = timedelta(seconds=30)
         with unit_of_work(session_factory) as session:  # worker A claims, then "dies"
@@ -95,7 +97,12 @@ class TestFailures:
         worker_b = Worker(session_factory, {"test.echo": lambda _s, _p: {"by": "B"}}, worker_id="B")
         assert worker_b.run_once() is True
         job = _job(session_factory, job_id)
-        assert (job.status, job.attempts, job.locked_by, job.result) == ("succeeded", 2, "B", {"by": "B"})
+        assert (job.status, job.attempts, job.locked_by, job.result) == (
+            "succeeded",
+            2,
+            "B",
+            {"by": "B"},
+        )
         with unit_of_work(session_factory) as session:  # A's late completion changes nothing
             jobs.complete(session, job=claimed, worker_id="A", result={"by": "A"})
         assert _job(session_factory, job_id).result == {"by": "B"}
@@ -107,7 +114,9 @@ class TestFailures:
         def slow(_s: Session, _p: dict[str, Any]) -> None:
             threading.Event().wait(0.9)  # three lease lengths
             with unit_of_work(session_factory) as session:
-                stolen.append(jobs.claim(session, worker_id="thief", lease=timedelta(seconds=1), kinds=["test.echo"]))
+                stolen.append(
+                    jobs.claim(session, worker_id="thief", lease=timedelta(seconds=1), kinds=["test.echo"])
+                )
 
         Worker(session_factory, {"test.echo": slow}, lease=timedelta(seconds=0.3)).run_once()
         assert stolen == [None]

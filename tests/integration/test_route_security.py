@@ -85,7 +85,9 @@ def test_portal_mutations_need_csrf_with_a_session(client: TestClient, admin: ob
     wrong = client.post("/tokens", data={"name": "x", "scopes": "read"}, headers={"X-CSRF-Token": "nope"})
     assert wrong.status_code == 403
     accepted = client.post(
-        "/tokens", data={"name": "x", "scopes": "read"}, headers={"X-CSRF-Token": session_csrf.group(1)}
+        "/tokens",
+        data={"name": "x", "scopes": "read"},
+        headers={"X-CSRF-Token": session_csrf.group(1)},
     )
     assert accepted.status_code == 200
     assert "atl_" in accepted.text
@@ -98,6 +100,7 @@ def test_login_form_needs_its_csrf_cookie(client: TestClient, admin: object) -> 
 
     assert isinstance(admin, Caller)
     refused = client.post(
-        "/login", data={"username": admin.username, "password": admin.password, "csrf_token": "forged"}
+        "/login",
+        data={"username": admin.username, "password": admin.password, "csrf_token": "forged"},
     )
     assert refused.status_code == 403

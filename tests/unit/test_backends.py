@@ -37,7 +37,9 @@ def _entry(name: str = "tpu", **replace: str) -> str:
                 lines.append(f"{key} = {replace[key]}")
             continue
         lines.append(line)
-    added = [f"{k} = {v}" for k, v in replace.items() if v and not any(ln.startswith(f"{k} =") for ln in lines)]
+    added = [
+        f"{k} = {v}" for k, v in replace.items() if v and not any(ln.startswith(f"{k} =") for ln in lines)
+    ]
     return "\n".join(lines + added) + "\n"
 
 
@@ -89,7 +91,7 @@ class TestDefaults:
     def test_every_default_is_consistent(self, catalog: Catalog) -> None:
         for backend in catalog.backends.values():
             assert backend.default_precision in backend.precisions
-            assert 0 < backend.parity.max_abs_diff
+            assert backend.parity.max_abs_diff > 0
             assert 0 <= backend.parity.min_label_agreement <= 1
             assert backend.max_batch >= 1
 

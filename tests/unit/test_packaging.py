@@ -32,8 +32,11 @@ def _folder_to_package() -> dict[Path, str]:
             if "__pycache__" in source.parts:
                 continue
             directory = source.parent
-            root = next(r for r in sorted(roots, key=lambda p: len(p.parts), reverse=True)
-                        if directory == r or r in directory.parents)
+            root = next(
+                r
+                for r in sorted(roots, key=lambda p: len(p.parts), reverse=True)
+                if directory == r or r in directory.parents
+            )
             relative = directory.relative_to(root).parts
             mapping[directory] = ".".join((roots[root], *relative))
     return mapping
@@ -50,9 +53,7 @@ class TestPyproject:
         listed = set(_pyproject()["tool"]["setuptools"]["packages"])
         mapping = _folder_to_package()
         # The walk must find the nested packages, or this guard checks nothing.
-        assert {"atoll", "atoll.auth", "atoll.cli", "atoll.migrations.versions"} <= set(
-            mapping.values()
-        )
+        assert {"atoll", "atoll.auth", "atoll.cli", "atoll.migrations.versions"} <= set(mapping.values())
         missing = {
             str(folder.relative_to(ROOT)): package
             for folder, package in mapping.items()

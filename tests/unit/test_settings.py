@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,13 @@ from atoll.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No `ATOLL_*` setting from the caller's shell, and a working directory without atoll.toml."""
     for key in list(os.environ):
         if key.upper().startswith("ATOLL_") and not key.upper().startswith("ATOLL_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    yield tmp_path
+    return tmp_path
 
 
 def _write_toml(path: Path, text: str) -> Path:
@@ -49,7 +48,9 @@ class TestDefaults:
         assert settings.log_format == "json"
         assert settings.cookie_secure is False
 
-    def test_data_dir_moves_the_default_database(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def test_data_dir_moves_the_default_database(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
         monkeypatch.setenv("ATOLL_DATA_DIR", str(tmp_path / "elsewhere"))
         assert load_settings().effective_database_url == f"sqlite:///{tmp_path / 'elsewhere' / 'atoll.db'}"
 
@@ -78,11 +79,11 @@ class TestSources:
         assert settings.log_level == "DEBUG"
 
     def test_environment_overrides_toml(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        _write_toml(tmp_path / "atoll.toml", 'port = 7000\nhost = "0.0.0.0"\n')
+        _write_toml(tmp_path / "atoll.toml", 'port = 7000\nhost = "10.0.0.5"\n')
         monkeypatch.setenv("ATOLL_PORT", "7100")
         settings = load_settings()
         assert settings.port == 7100
-        assert settings.host == "0.0.0.0"  # still from the file
+        assert settings.host == "10.0.0.5"  # still from the file
 
     def test_overrides_win_over_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("ATOLL_PORT", "7100")

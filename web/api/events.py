@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-
 from typing import Annotated
 
 from fastapi import APIRouter, Depends

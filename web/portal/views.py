@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,24 +29,37 @@ LOGIN_CSRF_COOKIE = "atoll_login_csrf"
 AUDIT_PAGE_SIZE = 50
 
 AREAS = {
-    "models": ("Models", "The MLflow-backed model registry: versions, aliases, lineage, promotions."),
-    "deployments": ("Deployments", "One-click deployment of a build to Kubernetes or a local target."),
-    "experiments": ("Experiments", "A/B experiments over an endpoint's deployments, with statistics."),
+    "models": (
+        "Models",
+        "The MLflow-backed model registry: versions, aliases, lineage, promotions.",
+    ),
+    "deployments": (
+        "Deployments",
+        "One-click deployment of a build to Kubernetes or a local target.",
+    ),
+    "experiments": (
+        "Experiments",
+        "A/B experiments over an endpoint's deployments, with statistics.",
+    ),
     "monitoring": ("Monitoring", "Evidently drift and serving health per endpoint and arm."),
 }
 
 
-class LoginRequired(Exception):  # noqa: N818 - a control-flow signal, not a failure
+class LoginRequired(Exception):
     pass
 
 
-def portal_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+def portal_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
     if principal is None:
         raise LoginRequired
     return principal
 
 
-async def portal_writer(request: Request, principal: Annotated[Principal, Depends(portal_principal)]) -> Principal:
+async def portal_writer(
+    request: Request, principal: Annotated[Principal, Depends(portal_principal)]
+) -> Principal:
     await check_csrf(request, principal)
     return principal
 
@@ -67,7 +80,7 @@ def _safe_next(value: str | None) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str | None = None) -> Response:  # noqa: A002
+def login_form(request: Request, next: str | None = None) -> Response:
     csrf = secrets.token_urlsafe(24)
     response = render(request, "login.html", principal=None, login_csrf=csrf, next=_safe_next(next))
     response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict", max_age=3600)
@@ -82,7 +95,7 @@ def login(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     csrf_token: Annotated[str, Form()],
-    next: Annotated[str, Form()] = "/",  # noqa: A002
+    next: Annotated[str, Form()] = "/",
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not constant_time_equal(csrf_token, expected):
@@ -91,13 +104,23 @@ def login(
         user = auth_service.authenticate_password(session, username=username, password=password)
     except AtollError as exc:
         return render(
-            request, "login.html", principal=None, status=401, error=exc.detail,
-            login_csrf=expected, next=_safe_next(next), username=username,
+            request,
+            "login.html",
+            principal=None,
+            status=401,
+            error=exc.detail,
+            login_csrf=expected,
+            next=_safe_next(next),
+            username=username,
         )
     _row, cookie = auth_service.start_session(session, user=user, hours=settings.session_hours)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, cookie, httponly=True, samesite="lax", secure=settings.cookie_secure,
+        SESSION_COOKIE,
+        cookie,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
         max_age=settings.session_hours * 3600,
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE)
@@ -115,7 +138,9 @@ def logout(principal: Writer, session: SessionDep) -> Response:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, principal: Viewer, session: SessionDep, catalog: CatalogDep) -> Response:
     recent, _ = audit.search(session, where=audit.AuditFilter(), limit=8, offset=0)
-    return render(request, "home.html", principal=principal, backends=catalog.backends.values(), recent=recent)
+    return render(
+        request, "home.html", principal=principal, backends=catalog.backends.values(), recent=recent
+    )
 
 
 @router.get("/backends", response_class=HTMLResponse)
@@ -137,12 +162,18 @@ def audit_log(
     rows, total = audit.search(session, where=where, limit=AUDIT_PAGE_SIZE, offset=max(offset, 0))
     template = "partials/audit_table.html" if request.headers.get("hx-request") else "audit.html"
     return render(
-        request, template, principal=principal, rows=rows, total=total, offset=max(offset, 0),
-        page_size=AUDIT_PAGE_SIZE, filters={"actor": actor, "action": action, "target_type": target_type},
+        request,
+        template,
+        principal=principal,
+        rows=rows,
+        total=total,
+        offset=max(offset, 0),
+        page_size=AUDIT_PAGE_SIZE,
+        filters={"actor": actor, "action": action, "target_type": target_type},
     )
 
 
-def _tokens_context(principal: Principal, session: SessionDep) -> dict[str, object]:
+def _tokens_context(principal: Principal, session: SessionDep) -> dict[str, Any]:
     tokens = [TokenRead.of(t) for t in auth_service.list_tokens(session, actor=principal)]
     grantable = sorted(ROLE_SCOPES[principal.role] & principal.scopes)
     return {"tokens": tokens, "grantable": grantable}
@@ -166,15 +197,24 @@ def create_token(
         session, actor=principal, name=name.strip(), scopes=scopes, expires_in_days=expires_in_days
     )
     return render(
-        request, "partials/token_created.html", principal=principal, issued=TokenRead.of(issued.token),
-        secret=issued.secret, **_tokens_context(principal, session),
+        request,
+        "partials/token_created.html",
+        principal=principal,
+        issued=TokenRead.of(issued.token),
+        secret=issued.secret,
+        **_tokens_context(principal, session),
     )
 
 
 @router.post("/tokens/{token_id}/revoke", response_class=HTMLResponse)
 def revoke_token(request: Request, token_id: int, principal: Writer, session: SessionDep) -> Response:
     auth_service.revoke_token(session, actor=principal, token_id=token_id)
-    return render(request, "partials/token_table.html", principal=principal, **_tokens_context(principal, session))
+    return render(
+        request,
+        "partials/token_table.html",
+        principal=principal,
+        **_tokens_context(principal, session),
+    )
 
 
 @router.get("/users", response_class=HTMLResponse)
@@ -196,7 +236,9 @@ def create_user(
 ) -> Response:
     if not principal.can(Scope.admin):
         raise Forbidden("creating users needs the admin role")
-    auth_service.create_user(session, actor=principal, username=username.strip(), password=password, role=role)
+    auth_service.create_user(
+        session, actor=principal, username=username.strip(), password=password, role=role
+    )
     users = [UserRead.of(u) for u in auth_service.list_users(session)]
     return render(request, "partials/user_table.html", principal=principal, users=users)
 

@@ -97,12 +97,20 @@ class TestDegenerate:
 
     def test_zero_denominator_ratio(self, method: str) -> None:
         zero = {
-            "n": 10, "sum": 0.0, "sum_squares": 0.0,
-            "denominator_sum": 0.0, "denominator_sum_squares": 0.0, "sum_products": 0.0,
+            "n": 10,
+            "sum": 0.0,
+            "sum_squares": 0.0,
+            "denominator_sum": 0.0,
+            "denominator_sum_squares": 0.0,
+            "sum_products": 0.0,
         }
         fine = {
-            "n": 10, "sum": 3.0, "sum_squares": 3.0,
-            "denominator_sum": 20.0, "denominator_sum_squares": 50.0, "sum_products": 8.0,
+            "n": 10,
+            "sum": 3.0,
+            "sum_squares": 3.0,
+            "denominator_sum": 20.0,
+            "denominator_sum_squares": 50.0,
+            "sum_products": 8.0,
         }
         c = comp(run("ratio", zero, fine, method=method))
         assert c.p_value is None
@@ -116,8 +124,12 @@ class TestDegenerate:
 
     def test_constant_covariate_skips_cuped(self, method: str) -> None:
         arm = {
-            "n": 100, "sum": 310.0, "sum_squares": 1061.0,
-            "pre_sum": 100.0, "pre_sum_squares": 100.0, "sum_products": 310.0,
+            "n": 100,
+            "sum": 310.0,
+            "sum_squares": 1061.0,
+            "pre_sum": 100.0,
+            "pre_sum_squares": 100.0,
+            "sum_products": 310.0,
         }
         res = run("mean", arm, arm, method=method, metric={"cuped": True})
         assert res.metrics[0].cuped_theta == 0

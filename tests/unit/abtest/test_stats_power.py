@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 from scipy import stats
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
-from pydantic import ValidationError
 
 from atoll.abtest.stats import PowerRequest, power
 from atoll.abtest.stats.sequential import multiplier_at, rho
@@ -19,16 +19,16 @@ def binary_h(p1: float, p2: float) -> float:
 
 
 class TestFixed:
-    @pytest.mark.parametrize(("p1", "mde", "alpha", "target"), [(0.1, 0.1, 0.05, 0.8), (0.4, 0.02, 0.01, 0.9)])
+    @pytest.mark.parametrize(
+        ("p1", "mde", "alpha", "target"), [(0.1, 0.1, 0.05, 0.8), (0.4, 0.02, 0.01, 0.9)]
+    )
     def test_binary_sample_size(self, p1: float, mde: float, alpha: float, target: float) -> None:
         res = power(PowerRequest(metric_type="binary", baseline=p1, mde=mde, alpha=alpha, power=target))
         h = binary_h(p1, p1 * (1 + mde))
         ref = NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=target, ratio=1.0)
         # statsmodels' own solver stops around 1e-6; its power function is exact.
         assert res.n_per_arm_exact == pytest.approx(ref, rel=1e-5)
-        assert NormalIndPower().power(h, res.n_per_arm_exact, alpha) == pytest.approx(
-            target, rel=1e-9
-        )
+        assert NormalIndPower().power(h, res.n_per_arm_exact, alpha) == pytest.approx(target, rel=1e-9)
         assert res.n_per_arm == math.ceil(ref)
         assert res.n_total == 2 * math.ceil(ref)
         assert res.achieved_power is not None
@@ -44,9 +44,7 @@ class TestFixed:
         assert tt.power(res.mde_absolute / 3, n, alpha) == pytest.approx(0.8, rel=1e-9)
         assert res.mde_relative == pytest.approx(res.mde_absolute / 10, rel=1e-12)
         back = power(
-            PowerRequest(
-                metric_type="mean", baseline=10, std=3, mde=es * 3, mde_type="absolute", alpha=alpha
-            )
+            PowerRequest(metric_type="mean", baseline=10, std=3, mde=es * 3, mde_type="absolute", alpha=alpha)
         )
         assert back.n_per_arm_exact is not None
         assert back.n_per_arm_exact == pytest.approx(
@@ -55,9 +53,7 @@ class TestFixed:
         assert tt.power(es, back.n_per_arm_exact, alpha) == pytest.approx(0.8, rel=1e-9)
 
     def test_achieved_power_with_both(self) -> None:
-        res = power(
-            PowerRequest(metric_type="mean", baseline=10, std=3, n_per_arm=400, mde=0.05)
-        )
+        res = power(PowerRequest(metric_type="mean", baseline=10, std=3, n_per_arm=400, mde=0.05))
         ref = TTestIndPower().power(effect_size=0.5 / 3, nobs1=400, alpha=0.05)
         assert res.achieved_power == pytest.approx(ref, rel=1e-6)
 
@@ -67,9 +63,7 @@ class TestFixed:
         assert four.alpha_per_comparison == pytest.approx(0.05 / 3)
         h = binary_h(0.2, 0.21)
         assert four.n_per_arm_exact is not None
-        assert NormalIndPower().power(h, four.n_per_arm_exact, 0.05 / 3) == pytest.approx(
-            0.8, rel=1e-9
-        )
+        assert NormalIndPower().power(h, four.n_per_arm_exact, 0.05 / 3) == pytest.approx(0.8, rel=1e-9)
         assert four.n_total == 4 * four.n_per_arm  # type: ignore[operator]
         assert two.n_per_arm is not None
         assert four.n_per_arm is not None
@@ -101,7 +95,11 @@ class TestSequential:
     def test_explicit_tuning(self) -> None:
         res = power(
             PowerRequest(
-                metric_type="mean", baseline=1, std=1, n_per_arm=5000, method="sequential",
+                metric_type="mean",
+                baseline=1,
+                std=1,
+                n_per_arm=5000,
+                method="sequential",
                 sequential_tuning=10000,
             )
         )

@@ -82,9 +82,7 @@ def test_scaling_scales_the_effect_and_keeps_p(a: Arm, b: Arm, scale: float, met
     assert big.absolute_lift == pytest.approx(base.absolute_lift * scale, rel=1e-7, abs=1e-10 * scale)
     assert big.relative_lift == pytest.approx(base.relative_lift, rel=1e-7, abs=1e-12)
     if method == "bayesian":
-        assert big.chance_to_beat_control == pytest.approx(
-            base.chance_to_beat_control, rel=1e-6, abs=1e-12
-        )
+        assert big.chance_to_beat_control == pytest.approx(base.chance_to_beat_control, rel=1e-6, abs=1e-12)
     else:
         assert big.p_value == pytest.approx(base.p_value, rel=1e-6, abs=1e-300)
     assert big.verdict == base.verdict
@@ -105,7 +103,9 @@ def test_scaling_scales_the_effect_and_keeps_p(a: Arm, b: Arm, scale: float, met
 def test_relabelling_arms_changes_nothing(
     arms: list[Arm], names: list[str], method: str, correction: str
 ) -> None:
-    first = analyze(request(dict(zip(["c", "t1", "t2"], arms, strict=True)), "c", method, correction=correction))
+    first = analyze(
+        request(dict(zip(["c", "t1", "t2"], arms, strict=True)), "c", method, correction=correction)
+    )
     # new names, and the arms listed in another order
     relabelled = {names[2]: arms[2], names[0]: arms[0], names[1]: arms[1]}
     second = analyze(request(relabelled, names[0], method, correction=correction))
@@ -129,9 +129,7 @@ def test_relabelling_arms_changes_nothing(
     correction=st.sampled_from(["holm", "bh", "none"]),
     alpha=st.floats(0.001, 0.5),
 )
-def test_intervals_contain_the_estimate(
-    arms: list[Arm], method: str, correction: str, alpha: float
-) -> None:
+def test_intervals_contain_the_estimate(arms: list[Arm], method: str, correction: str, alpha: float) -> None:
     data = {f"arm{i}": a for i, a in enumerate(arms)}
     res = analyze(request(data, "arm0", method, correction=correction, alpha=alpha))
     for c in res.metrics[0].comparisons:

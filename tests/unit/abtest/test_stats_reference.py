@@ -9,8 +9,8 @@ import pytest
 import statsmodels.api as sm
 from numpy.typing import NDArray
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats import proportion
+from statsmodels.stats.multitest import multipletests
 
 from atoll.abtest.stats import AnalysisRequest, AnalysisResult, Comparison, analyze
 
@@ -29,9 +29,7 @@ def summary(y: Arr, pre: Arr | None = None, den: Arr | None = None) -> dict[str,
     return out
 
 
-def run(
-    metrics: list[dict[str, Any]], arms: dict[str, float], **kw: Any
-) -> AnalysisResult:
+def run(metrics: list[dict[str, Any]], arms: dict[str, float], **kw: Any) -> AnalysisResult:
     req = AnalysisRequest.model_validate(
         {
             "arms": [{"name": a, "weight": w} for a, w in arms.items()],
@@ -102,7 +100,9 @@ class TestMeanAgainstScipyWelch:
 
 
 class TestBinaryAgainstStatsmodelsWald:
-    @pytest.mark.parametrize(("n_c", "n_t", "p_c", "p_t"), [(5000, 5000, 0.1, 0.11), (900, 4100, 0.3, 0.27), (5, 5, 0.4, 0.6)])
+    @pytest.mark.parametrize(
+        ("n_c", "n_t", "p_c", "p_t"), [(5000, 5000, 0.1, 0.11), (900, 4100, 0.3, 0.27), (5, 5, 0.4, 0.6)]
+    )
     def test_unpooled_z(self, n_c: int, n_t: int, p_c: float, p_t: float) -> None:
         rng = np.random.default_rng(n_c + n_t)
         c = (rng.random(n_c) < p_c).astype(float)
@@ -141,9 +141,7 @@ class TestThreeArmsCorrection:
         ]
         res = run(metrics, {"a": 0.4, "b": 0.3, "c": 0.3}, correction=correction)
         raw = [
-            stats.ttest_ind(arms[t], arms["a"], equal_var=False)
-            for arms in data.values()
-            for t in ("b", "c")
+            stats.ttest_ind(arms[t], arms["a"], equal_var=False) for arms in data.values() for t in ("b", "c")
         ]
         pvals = np.array([r.pvalue for r in raw])
         reject, adj, _, _ = multipletests(pvals, alpha=0.05, method=sm_method)
@@ -199,9 +197,7 @@ class TestCupedAgainstOls:
         theta = ols.params[3]
         metric = res.metrics[0]
         assert metric.cuped_theta == pytest.approx(theta, rel=1e-9)
-        assert [c.absolute_lift for c in metric.comparisons] == pytest.approx(
-            ols.params[1:3], rel=1e-9
-        )
+        assert [c.absolute_lift for c in metric.comparisons] == pytest.approx(ols.params[1:3], rel=1e-9)
         xbar = x.mean()
         adjusted = {a: post[a] - theta * (pre[a] - xbar) for a in sizes}
         for c in metric.comparisons:
@@ -222,9 +218,9 @@ class TestRatioDeltaMethod:
     @pytest.fixture
     def units(self) -> dict[str, tuple[Arr, Arr]]:
         rng = np.random.default_rng(11)
-        out = {}
+        out: dict[str, tuple[Arr, Arr]] = {}
         for arm, p, n in (("c", 0.05, 3000), ("t", 0.055, 2800)):
-            impressions = rng.poisson(rng.gamma(2.0, 4.0, n)) + 1.0
+            impressions = (rng.poisson(rng.gamma(2.0, 4.0, n)) + 1.0).astype(np.float64)
             clicks = rng.binomial(impressions.astype(int), p).astype(float)
             out[arm] = (clicks, impressions)
         return out
@@ -249,7 +245,9 @@ class TestRatioDeltaMethod:
         se = np.sqrt(var["t"] + var["c"])
         got = only(res)
         assert got.absolute_lift == pytest.approx(diff, rel=1e-9)
-        assert ci(got) == pytest.approx((diff - 1.959963984540054 * se, diff + 1.959963984540054 * se), rel=REL)
+        assert ci(got) == pytest.approx(
+            (diff - 1.959963984540054 * se, diff + 1.959963984540054 * se), rel=REL
+        )
         assert got.p_value == pytest.approx(2 * stats.norm.sf(abs(diff) / se), rel=REL)
 
     def test_bootstrap_standard_error(self, units: dict[str, tuple[Arr, Arr]]) -> None:

@@ -31,7 +31,9 @@ def run(metrics: list[dict[str, Any]], **kw: Any) -> AnalysisResult:
     )
 
 
-def metric(name: str, c_mean: float, t_mean: float, std: float = 1.0, n: int = 20000, **kw: Any) -> dict[str, Any]:
+def metric(
+    name: str, c_mean: float, t_mean: float, std: float = 1.0, n: int = 20000, **kw: Any
+) -> dict[str, Any]:
     return {"name": name, "type": "mean", "data": {"c": arm(n, c_mean, std), "t": arm(n, t_mean, std)}, **kw}
 
 
@@ -114,7 +116,10 @@ class TestSrm:
         res = run([metric("revenue", 10, 10.1, n=20000), metric("other", 1, 1)])
         assert res.valid
         body = {
-            "arms": [{"name": "c", "weight": 0.5, "units": 20000}, {"name": "t", "weight": 0.5, "units": 20700}],
+            "arms": [
+                {"name": "c", "weight": 0.5, "units": 20000},
+                {"name": "t", "weight": 0.5, "units": 20700},
+            ],
             "control": "c",
             "metrics": [metric("revenue", 10, 10.1), metric("other", 1, 1)],
         }

@@ -36,6 +36,7 @@ def save_credentials(url: str, token: str) -> Path:
     path = credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # the mode in os.open applies only when it creates the file
     with os.fdopen(descriptor, "w") as handle:
         json.dump({"url": url, "token": token}, handle)
     return path

@@ -125,7 +125,10 @@ def create_token(
     name: str,
     scopes: list[Scope],
     expires_in_days: int | None,
+    replace: bool = False,
 ) -> IssuedToken:
+    """Issue a token. With `replace`, an active token of the same name is revoked first
+    (a second `atoll login` from one machine rotates its token instead of failing)."""
     _check_name("token", name)
     if not scopes:
         raise InvalidInput("scopes: give at least one scope")
@@ -138,8 +141,11 @@ def create_token(
     if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
         raise InvalidInput("expires_in_days: must be between 1 and 3650")
     taken = select(ApiToken.id).where(ApiToken.user_id == actor.user_id, ApiToken.name == name)
-    if session.scalar(taken.where(ApiToken.revoked_at.is_(None))) is not None:
-        raise Conflict(f"you already have a token named {name!r}; revoke it or pick another name")
+    active = session.scalar(taken.where(ApiToken.revoked_at.is_(None)))
+    if active is not None:
+        if not replace:
+            raise Conflict(f"you already have a token named {name!r}; revoke it or pick another name")
+        revoke_token(session, actor=actor, token_id=active)
     for old in session.scalars(
         select(ApiToken).where(ApiToken.user_id == actor.user_id, ApiToken.name == name)
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -83,11 +84,13 @@ def users_create(
     role: Annotated[str, typer.Option(help="viewer, engineer, approver or admin")] = "viewer",
     team: Annotated[list[str] | None, typer.Option(help="Team to join (repeatable)")] = None,
     email: Annotated[str | None, typer.Option()] = None,
-    password: Annotated[str | None, typer.Option(envvar="ATOLL_NEW_USER_PASSWORD", hidden=True)] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a user (asks for the password)."""
-    secret = password or getpass.getpass(f"password for {username}: ")
+    secret = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass(f"password for {username}: ")
     body: dict[str, Any] = {
         "username": username,
         "password": secret,

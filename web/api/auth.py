@@ -46,6 +46,7 @@ def login_for_token(body: PasswordLogin, session: SessionDep) -> TokenCreated:
         name=body.token_name,
         scopes=sorted(actor.scopes),
         expires_in_days=body.expires_in_days,
+        replace=True,
     )
     return TokenCreated(**TokenRead.fields_of(issued.token), token=issued.secret)
 

@@ -31,7 +31,7 @@ lint: install  ## ruff + mypy
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy -p atoll
-	$(UV) run mypy tests bench
+	$(UV) run mypy --explicit-package-bases tests bench
 
 format: install  ## Apply ruff's fixes and formatting
 	$(UV) run ruff check --fix .

@@ -111,8 +111,10 @@ def _validate(name: str, fields: dict[str, object], source: Path) -> Backend:
         return Backend.model_validate({**fields, "name": name})
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or first["msg"].split(":")[0]
         message = first["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in first["loc"])
+        if not field:  # a model-level check: its message starts with "field: ..."
+            field, _, message = message.partition(": ")
         raise CatalogError(f"backend catalog {source}: entry {name!r}, field {field}: {message}") from None
 
 

@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
         entry.update(redact(extra))
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
@@ -50,7 +50,7 @@ class TextFormatter(logging.Formatter):
         tail = " ".join(f"{k}={v}" for k, v in redact(extra).items())
         line = f"{record.levelname.lower():7} {record.name}: {redact(record.getMessage())} {tail}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + redact(self.formatException(record.exc_info))
         return line.rstrip()
 
 

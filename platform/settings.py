@@ -106,7 +106,9 @@ def _unknown_env_keys() -> list[str]:
     return sorted(
         k
         for k in os.environ
-        if k.startswith(ENV_PREFIX) and not k.startswith(TEST_ENV_PREFIX) and k not in known
+        if k.upper().startswith(ENV_PREFIX)  # pydantic-settings reads env names case-blind
+        and not k.upper().startswith(TEST_ENV_PREFIX)
+        and k.upper() not in known
     )
 
 
@@ -115,7 +117,7 @@ def _describe(error: ValidationError) -> str:
     key = ".".join(str(part) for part in first["loc"]) or "settings"
     source = f"{ENV_PREFIX}{key.upper()} / atoll.toml `{key}`"
     if first["type"] == "extra_forbidden":
-        return f"unknown setting `{key}` in atoll.toml"
+        return f"unknown setting `{key}` in {os.environ.get(CONFIG_FILE_ENV, 'atoll.toml')}"
     return f"invalid setting {source}: {first['msg']}"
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from atoll.client import Client, ClientError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 # Exit codes: 0 ok, 1 failure (e.g. a failed gate), 2 invalid input, 3 not signed in or
 # not allowed, 4 not found, 5 conflict, 6 platform unreachable or unavailable.

@@ -134,25 +134,29 @@ class TestLogin:
         assert result.exit_code == 3, result.output
         assert not cli_environment.exists()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="auth.service.create_token: the second `atoll login -u` from one host asks for the "
-        "same token name `cli-<hostname>` and gets 409 Conflict",
-    )
-    def test_logging_in_twice_with_password(
-        self, url: str, make_caller: MakeCaller, typed_password: list[str]
+    def test_logging_in_twice_rotates_the_token(
+        self,
+        url: str,
+        make_caller: MakeCaller,
+        typed_password: list[str],
+        cli_environment: Path,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         ada = make_caller("ada", Role.engineer)
         typed_password[0] = ada.password
         assert atoll("login", "-u", "ada").exit_code == 0
+        first = json.loads(cli_environment.read_text())["token"]
         second = atoll("login", "-u", "ada")
         assert second.exit_code == 0, second.output
+        rotated = json.loads(cli_environment.read_text())["token"]
+        assert rotated != first
+        assert ok_json("whoami")["username"] == "ada"
+        # The machine's old token is revoked, not left active beside the new one.
+        states = [t["state"] for t in ok_json("tokens", "list") if t["name"].startswith("cli-")]
+        assert sorted(states) == ["active", "revoked"]
+        monkeypatch.setenv("ATOLL_TOKEN", first)
+        assert atoll("whoami").exit_code == 3
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="client.save_credentials: os.open(..., 0o600) sets the mode only when it creates "
-        "the file; an existing world-readable credentials file keeps its mode",
-    )
     def test_existing_readable_file_becomes_0600(
         self, url: str, admin: Caller, cli_environment: Path
     ) -> None:
@@ -231,6 +235,18 @@ class TestUsers:
         assert atoll("login", "-u", "bob").exit_code == 0
         assert ok_json("whoami")["username"] == "bob"
 
+    def test_create_with_password_from_stdin(
+        self, as_admin: Caller, typed_password: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        typed_password[0] = "never-asked-for"
+        result = atoll("users", "create", "carol", "--password-stdin", "--json", input="carol-password-123\n")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["username"] == "carol"
+        monkeypatch.delenv("ATOLL_TOKEN")
+        typed_password[0] = "carol-password-123"
+        assert atoll("login", "-u", "carol").exit_code == 0
+        assert ok_json("whoami")["username"] == "carol"
+
     def test_human_list(self, as_admin: Caller) -> None:
         result = atoll("users", "list")
         assert result.exit_code == 0, result.output
@@ -302,17 +318,3 @@ class TestDatabase:
         result = atoll("db", "current")
         assert result.exit_code == 2
         assert "ATOLL_DATABSE_URL" in result.stderr
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="cli.identity.users_create reads ATOLL_NEW_USER_PASSWORD, which settings."
-        "load_settings rejects as an unknown ATOLL_* setting, so `db`/`up`/`server` fail while "
-        "it is exported",
-    )
-    def test_new_user_password_variable_is_not_an_unknown_setting(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("ATOLL_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
-        monkeypatch.setenv("ATOLL_NEW_USER_PASSWORD", "bob-password-123")
-        result = atoll("db", "current")
-        assert result.exit_code == 0, result.output

@@ -202,11 +202,6 @@ class TestMessageFormat:
         message = _catalog_error(tmp_path, _entry(accelerator=""))
         assert message.endswith("entry 'tpu', field accelerator: Field required")
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="backends._validate: for model-level checks the field is taken from the message "
-        "before 'Value error, ' is removed, giving 'field Value error, name: name: ...'",
-    )
     @pytest.mark.parametrize(
         ("text", "field"),
         [

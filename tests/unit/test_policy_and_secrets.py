@@ -241,10 +241,6 @@ class TestJsonFormatter:
         logger.info("odd", extra={"where": Path("/srv/atoll")})
         assert _lines(stream)[0]["where"] == "/srv/atoll"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="logs.JsonFormatter: the `exc` text (formatException) is not passed through redact",
-    )
     def test_token_in_exception_is_redacted(self, captured: tuple[logging.Logger, io.StringIO]) -> None:
         logger, stream = captured
         try:

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from atoll.db import UTCDateTime
-from atoll.models import Base
+from atoll.migrations.metadata import Base
 
 config = context.config
 target_metadata = Base.metadata

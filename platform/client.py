@@ -93,5 +93,12 @@ class Client:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)
 
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def upload(self, path: str, file: Path, fields: dict[str, str]) -> Any:
+        with file.open("rb") as handle:
+            return self.request("POST", path, files={"file": (file.name, handle)}, data=fields)
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)

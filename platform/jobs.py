@@ -14,12 +14,13 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import JSON, String, Text, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from atoll.db import Base, unit_of_work, utcnow
@@ -168,6 +169,7 @@ class Worker:
     lease: timedelta = timedelta(seconds=60)
     poll_seconds: float = 1.0
     worker_id: str = ""
+    periodic: dict[str, float] = field(default_factory=dict)  # kind -> every N seconds
 
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
@@ -179,8 +181,21 @@ class Worker:
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker_id": self.worker_id, "kinds": sorted(self.handlers)})
         while not self._stop.is_set():
+            self.schedule_due()
             if not self.run_once():
                 self._stop.wait(self.poll_seconds)
+
+    def schedule_due(self) -> None:
+        """Enqueue each periodic job once per period, however many workers run this."""
+        if not self.periodic:
+            return
+        now = utcnow().timestamp()
+        for kind, every in self.periodic.items():
+            try:
+                with unit_of_work(self.factory) as session:
+                    enqueue(session, kind=kind, dedupe_key=f"{kind}@{int(now // every)}", max_attempts=1)
+            except IntegrityError:
+                pass  # another worker enqueued this period's job a moment earlier
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was nothing to do."""

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     mlflow_tracking_uri: str = Field(default="", description="MLflow server; empty means not configured.")
+    mlflow_webhook_secret: SecretStr | None = Field(
+        default=None, description="Shared secret of MLflow registry webhooks; unset turns the receiver off."
+    )
+    embedded_mlflow_port: int = Field(default=5005, ge=1, le=65535, description="Port of `up`'s MLflow.")
+    sync_interval_seconds: int = Field(default=60, ge=5, le=86400, description="Full MLflow sync period.")
     backends_file: Path | None = Field(default=None, description="A TOML file extending the backend catalog.")
     admin_password: SecretStr | None = Field(default=None, description="First admin's password for `up`.")
     secret_key: SecretStr | None = Field(

@@ -14,14 +14,18 @@ from sqlalchemy import Engine
 from atoll._version import __version__
 from atoll.backends import cached_catalog
 from atoll.db import make_engine, make_session_factory
+from atoll.registry.mlflow_adapter import MlflowRegistry
 from atoll.settings import Settings, get_settings
 from atoll.web import problems
 from atoll.web.api import audit as audit_api
 from atoll.web.api import auth as auth_api
 from atoll.web.api import events as events_api
 from atoll.web.api import jobs as jobs_api
+from atoll.web.api import registry as registry_api
+from atoll.web.api import stats as stats_api
 from atoll.web.api import system as system_api
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
+from atoll.web.portal import stats_views as portal_stats_views
 from atoll.web.portal import views as portal_views
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -34,6 +38,7 @@ PUBLIC_PATHS = frozenset(
         "/metrics",
         "/login",
         "/api/v1/auth/token",
+        "/api/v1/webhooks/mlflow",  # authenticated by its HMAC signature instead
         "/docs",
         "/docs/oauth2-redirect",
         "/redoc",
@@ -64,11 +69,22 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.catalog = catalog
+    app.state.mlflow = MlflowRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
     app.state.metrics_registry = registry
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
     problems.install(app)
     app.add_exception_handler(portal_views.LoginRequired, portal_views.login_redirect)
-    for module in (system_api, auth_api, audit_api, jobs_api, events_api, portal_views):
+    for module in (
+        system_api,
+        auth_api,
+        audit_api,
+        jobs_api,
+        events_api,
+        registry_api,
+        stats_api,
+        portal_views,
+        portal_stats_views,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from atoll.cli import identity, processes
+from atoll.cli import ab, identity, processes, registry
 
 app = typer.Typer(
     name="atoll",
@@ -19,3 +19,5 @@ app = typer.Typer(
 )
 processes.register(app)
 identity.register(app)
+ab.register(app)
+registry.register(app)

@@ -90,7 +90,9 @@ def users_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a user (asks for the password)."""
-    secret = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass(f"password for {username}: ")
+    secret = (
+        sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass(f"password for {username}: ")
+    )
     body: dict[str, Any] = {
         "username": username,
         "password": secret,

@@ -11,7 +11,9 @@ import typer
 from atoll.cli.output import console, fail
 
 if TYPE_CHECKING:
-    from atoll.jobs import Handler
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from atoll.jobs import Worker
     from atoll.settings import Settings
 
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -26,10 +28,19 @@ def _settings() -> Settings:
         fail(str(exc), 2)
 
 
-def _job_handlers() -> dict[str, Handler]:
-    from atoll.handlers import job_handlers
+def _worker(settings: Settings, factory: sessionmaker[Session]) -> Worker:
+    from datetime import timedelta
 
-    return job_handlers()
+    from atoll.cli.runtime import job_handlers, schedules
+    from atoll.jobs import Worker
+
+    return Worker(
+        factory,
+        job_handlers(settings),
+        lease=timedelta(seconds=settings.job_lease_seconds),
+        poll_seconds=settings.worker_poll_seconds,
+        periodic=schedules(settings),
+    )
 
 
 def up(
@@ -41,13 +52,18 @@ def up(
 
     from atoll import bootstrap, migrate
     from atoll.db import make_engine, make_session_factory, unit_of_work
-    from atoll.jobs import Worker
     from atoll.logs import configure_logging
+    from atoll.registry.embedded import EmbeddedMlflow
     from atoll.web.app import create_app
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedMlflow | None = None
+    if not settings.mlflow_tracking_uri:
+        embedded = EmbeddedMlflow(settings.data_dir, settings.embedded_mlflow_port)
+        console.print(f"starting the embedded MLflow at {embedded.uri} (first start takes about 30 s)...")
+        settings = settings.model_copy(update={"mlflow_tracking_uri": embedded.start()})
     migrate.upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     factory = make_session_factory(engine)
@@ -65,14 +81,16 @@ def up(
         console.print(f"  sign in as [bold]{admin.username}[/] (password set earlier)")
     console.print(f"  data in {settings.data_dir.resolve()}\n")
 
-    worker = Worker(factory, _job_handlers(), poll_seconds=settings.worker_poll_seconds)
-    thread = threading.Thread(target=worker.run_forever, name="worker", daemon=True)
+    runner = _worker(settings, factory)
+    thread = threading.Thread(target=runner.run_forever, name="worker", daemon=True)
     thread.start()
     try:
         uvicorn.run(create_app(settings, engine=engine), host=bind_host, port=bind_port, log_config=None)
     finally:
-        worker.stop()
+        runner.stop()
         thread.join(timeout=10)
+        if embedded is not None:
+            embedded.stop()
 
 
 def server(
@@ -99,21 +117,12 @@ def server(
 
 def worker() -> None:
     """Run durable jobs (builds, rollouts, drift runs...) until SIGTERM."""
-    from datetime import timedelta
-
     from atoll.db import make_engine, make_session_factory
-    from atoll.jobs import Worker
     from atoll.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    factory = make_session_factory(make_engine(settings.effective_database_url))
-    runner = Worker(
-        factory,
-        _job_handlers(),
-        lease=timedelta(seconds=settings.job_lease_seconds),
-        poll_seconds=settings.worker_poll_seconds,
-    )
+    runner = _worker(settings, make_session_factory(make_engine(settings.effective_database_url)))
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     runner.run_forever()

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import DatabaseError
 
 from atoll import migrate
-from atoll.models import Base
+from atoll.migrations.metadata import Base
 
 
 def _tables(url: str) -> set[str]:
@@ -20,9 +20,16 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def _revisions() -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
 def test_round_trip_from_empty(empty_database_url: str) -> None:
     migrate.upgrade(empty_database_url)
-    assert migrate.current(empty_database_url) == "0001"
+    assert migrate.current(empty_database_url) == _revisions()[-1]
     assert _tables(empty_database_url) == set(Base.metadata.tables)
     migrate.downgrade(empty_database_url, "base")
     assert _tables(empty_database_url) == set()
@@ -50,3 +57,21 @@ def test_audit_log_is_append_only_in_the_database(engine: Engine) -> None:
             connection.execute(text(statement))
     with engine.connect() as connection:
         assert connection.execute(text("SELECT actor FROM audit_events")).scalar_one() == "a"
+
+
+@pytest.mark.parametrize("start", _revisions()[:-1])
+def test_upgrade_from_every_earlier_head_keeps_data(empty_database_url: str, start: str) -> None:
+    migrate.upgrade(empty_database_url, start)
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (username, password_hash, role, is_active, created_at) "
+                "VALUES ('kept', 'x', 'viewer', true, CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.upgrade(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT username FROM users")).scalar_one() == "kept"
+    engine.dispose()
+    assert migrate.current(empty_database_url) == _revisions()[-1]

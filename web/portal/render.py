@@ -19,6 +19,7 @@ NAV = (
     ("Models", "/models", "registry"),
     ("Deployments", "/deployments", "deployer"),
     ("Experiments", "/experiments", "abtest"),
+    ("A/B calculator", "/ab-calculator", "abtest"),
     ("Monitoring", "/monitoring", "monitoring"),
     ("Backends", "/backends", "backends"),
     ("Audit", "/audit", "audit"),

@@ -1,0 +1,11 @@
+"""Imports every ORM module so `Base.metadata` is complete (for Alembic and tests).
+
+It lives here, not in the core, because it must import every domain package.
+"""
+
+from atoll import audit, events, jobs
+from atoll.auth import models as auth_models
+from atoll.db import Base
+from atoll.registry import models as registry_models
+
+__all__ = ["Base", "audit", "auth_models", "events", "jobs", "registry_models"]

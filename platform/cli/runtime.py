@@ -1,0 +1,40 @@
+"""Wiring for the processes the CLI starts: which job handlers and schedules a worker runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from atoll.auth import service as auth_service
+from atoll.jobs import Handler
+from atoll.settings import Settings
+
+SYNC_JOB = "registry.sync"
+EXPIRE_SESSIONS_JOB = "core.expire_sessions"
+
+
+def job_handlers(settings: Settings) -> dict[str, Handler]:
+    def expire_sessions(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
+        return {"expired": auth_service.expire_sessions(session)}
+
+    handlers: dict[str, Handler] = {EXPIRE_SESSIONS_JOB: expire_sessions}
+    if settings.mlflow_tracking_uri:
+        from atoll.registry.mlflow_adapter import MlflowRegistry
+        from atoll.registry.sync import full_sync
+
+        registry = MlflowRegistry(settings.mlflow_tracking_uri)
+
+        def sync(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
+            return full_sync(session, registry).__dict__
+
+        handlers[SYNC_JOB] = sync
+    return handlers
+
+
+def schedules(settings: Settings) -> dict[str, float]:
+    """Job kind → period in seconds; the worker enqueues each once per period."""
+    periodic = {EXPIRE_SESSIONS_JOB: 3600.0}
+    if settings.mlflow_tracking_uri:
+        periodic[SYNC_JOB] = float(settings.sync_interval_seconds)
+    return periodic

@@ -1,0 +1,60 @@
+"""Name rules, checked before any MLflow call so a bad name is a 422, not a 5xx.
+
+They are MLflow's own rules (mlflow.utils.validation) plus two of ours: no quote (names go
+into MLflow filter strings) and no control characters or surrounding spaces.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from atoll.errors import InvalidInput
+
+MAX_NAME = 256
+MAX_ALIAS = 255
+_ALIAS = re.compile(r"^[\w-]+$")
+_VERSION_LIKE = re.compile(r"^[vV]\d+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TAG_KEY = re.compile(r"^[\w./ -]{1,250}$")
+
+
+def check_model_name(name: str) -> str:
+    if not name or not name.strip():
+        raise InvalidInput("model name: must not be empty")
+    problems = []
+    if name != name.strip():
+        problems.append("must not start or end with spaces")
+    if any(c in name for c in "/:'\"") or _CONTROL.search(name):
+        problems.append("must not contain '/', ':', quotes or control characters")
+    if len(name) > MAX_NAME:
+        problems.append(f"must be at most {MAX_NAME} characters")
+    normalized = posixpath.normpath(name)
+    if normalized != name or normalized in {".", ".."} or normalized.startswith(".."):
+        problems.append("must not be a relative path like '.' or '..'")
+    if problems:
+        raise InvalidInput(f"model name {name!r}: {'; '.join(problems)}")
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not _ALIAS.match(alias or ""):
+        raise InvalidInput(f"alias {alias!r}: use letters, digits, '_' and '-' only")
+    if len(alias) > MAX_ALIAS:
+        raise InvalidInput(f"alias {alias!r}: must be at most {MAX_ALIAS} characters")
+    if alias.lower() == "latest" or _VERSION_LIKE.match(alias):
+        raise InvalidInput(f"alias {alias!r} is reserved by MLflow ('latest' and v<number>)")
+    return alias
+
+
+def check_version(version: str | int) -> str:
+    text = str(version)
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"version {text!r}: must be a positive whole number")
+    return str(int(text))
+
+
+def check_tag_key(key: str) -> str:
+    if not _TAG_KEY.match(key):
+        raise InvalidInput(f"tag key {key!r}: 1-250 letters, digits, '_', '-', '.', '/' or spaces")
+    return key

@@ -1,0 +1,225 @@
+"""The A/B statistics API over the real app: the same numbers as the engine, field-naming 422s."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from atoll.abtest.stats import AnalysisRequest, PowerRequest, analyze, power
+from atoll.auth.policy import Role
+
+from .conftest import Caller, MakeCaller
+
+ANALYZE = "/api/v1/stats/analyze"
+POWER = "/api/v1/stats/power"
+
+
+def binary(n: int, conversions: int) -> dict[str, float]:
+    return {"n": n, "sum": conversions, "sum_squares": conversions}
+
+
+def two_arm() -> dict[str, Any]:
+    return {
+        "arms": [{"name": "control", "weight": 0.5}, {"name": "candidate", "weight": 0.5}],
+        "control": "control",
+        "metrics": [
+            {
+                "name": "conversion",
+                "type": "binary",
+                "data": {"control": binary(10000, 1000), "candidate": binary(10050, 1100)},
+            },
+            {
+                "name": "latency_ms",
+                "type": "mean",
+                "guardrail": True,
+                "higher_is_better": False,
+                "margin": 0.02,
+                "data": {
+                    "control": {"n": 10000, "sum": 1200000, "sum_squares": 160000000},
+                    "candidate": {"n": 10050, "sum": 1206000, "sum_squares": 160800000},
+                },
+            },
+        ],
+    }
+
+
+def three_arm() -> dict[str, Any]:
+    third = 1 / 3
+    return {
+        "arms": [{"name": n, "weight": third} for n in ("control", "b", "c")],
+        "control": "control",
+        "correction": "holm",
+        "metrics": [
+            {
+                "name": "conversion",
+                "type": "binary",
+                "data": {
+                    "control": binary(8000, 800),
+                    "b": binary(8000, 900),
+                    "c": binary(8000, 810),
+                },
+            },
+            {
+                "name": "revenue",
+                "type": "mean",
+                "data": {
+                    "control": {"n": 8000, "sum": 40000, "sum_squares": 600000},
+                    "b": {"n": 8000, "sum": 41000, "sum_squares": 615000},
+                    "c": {"n": 8000, "sum": 39500, "sum_squares": 590000},
+                },
+            },
+        ],
+    }
+
+
+def post(client: TestClient, caller: Caller, path: str, body: Any) -> Any:
+    response = client.post(path, json=body, headers=caller.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+class TestAnalyze:
+    def test_two_arm_binary_matches_the_engine(self, client: TestClient, admin: Caller) -> None:
+        body = two_arm()
+        got = post(client, admin, ANALYZE, body)
+        assert got == analyze(AnalysisRequest.model_validate(body)).model_dump(mode="json")
+        conversion = got["metrics"][0]["comparisons"][0]
+        assert conversion["arm"] == "candidate"
+        assert conversion["absolute_lift"] == pytest.approx(1100 / 10050 - 0.1)
+        assert got["decisions"][0]["arm"] == "candidate"
+
+    def test_three_arms_with_holm(self, client: TestClient, admin: Caller) -> None:
+        body = three_arm()
+        got = post(client, admin, ANALYZE, body)
+        assert got == analyze(AnalysisRequest.model_validate(body)).model_dump(mode="json")
+        assert got["correction"] == "holm"
+        assert "Holm" in got["correction_note"] and "4 comparisons" in got["correction_note"]
+        assert [d["arm"] for d in got["decisions"]] == ["b", "c"]
+        for metric in got["metrics"]:
+            assert [c["arm"] for c in metric["comparisons"]] == ["b", "c"]
+            for c in metric["comparisons"]:
+                assert c["adjusted_p_value"] >= c["p_value"]
+                assert c["ci_level"] == pytest.approx(1 - 0.05 / 4)
+
+    def test_a_viewer_token_may_analyse(self, client: TestClient, make_caller: MakeCaller) -> None:
+        viewer = make_caller("vera", Role.viewer)
+        assert post(client, viewer, ANALYZE, two_arm())["valid"] is True
+
+    def test_no_token_is_401(self, client: TestClient) -> None:
+        response = client.post(ANALYZE, json=two_arm())
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+
+    def test_nothing_is_audited(self, client: TestClient, admin: Caller) -> None:
+        before = client.get("/api/v1/audit", headers=admin.headers).json()
+        post(client, admin, ANALYZE, two_arm())
+        post(client, admin, POWER, {"metric_type": "binary", "baseline": 0.1, "mde": 0.05})
+        assert client.get("/api/v1/audit", headers=admin.headers).json() == before
+
+
+def broken(path: str, value: Any) -> dict[str, Any]:
+    """`two_arm()` with the value at a dotted path replaced."""
+    body = two_arm()
+    *parents, last = path.split(".")
+    node: Any = body
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return body
+
+
+INVALID = [
+    pytest.param(broken("metrics.0.data.candidate.n", -5), "metrics.0.data.candidate.n", "greater than", id="negative-n"),
+    pytest.param(
+        broken("metrics.1.data.candidate.sum_squares", 10.0),
+        "metrics.1.data.candidate.sum_squares",
+        "impossible",
+        id="impossible-sum-squares",
+    ),
+    pytest.param(
+        broken("metrics.0.data.candidate", binary(100, 200)),
+        "metrics.0.data.candidate.sum_squares",
+        "impossible",
+        id="binary-sum-above-n",
+    ),
+    pytest.param(broken("control", "nobody"), "control", "unknown arm 'nobody'", id="unknown-control"),
+    pytest.param(broken("arms.0.weight", 0.7), "arms", "weights must sum to 1", id="weights"),
+    pytest.param(
+        broken("metrics.0.data.ghost", binary(10, 1)), "metrics.conversion.data", "unknown arm", id="unknown-arm"
+    ),
+    pytest.param(broken("alpha", 0.9), "alpha", "less than or equal to 0.5", id="alpha"),
+    pytest.param(
+        {**two_arm(), "hypothesis": {"type": "non_inferiority"}},
+        "hypothesis.margin",
+        "margin must be > 0",
+        id="non-inferiority-margin",
+    ),
+    pytest.param({**two_arm(), "colour": "blue"}, "colour", "Extra inputs", id="unknown-field"),
+]
+
+
+class TestInvalidAnalysis:
+    @pytest.mark.parametrize(("body", "field", "message"), INVALID)
+    def test_422_names_the_field(
+        self, client: TestClient, admin: Caller, body: dict[str, Any], field: str, message: str
+    ) -> None:
+        response = client.post(ANALYZE, json=body, headers=admin.headers)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["errors"][0]["field"] == field
+        assert message in problem["errors"][0]["message"]
+        assert problem["detail"].startswith(f"{field}: ")
+
+    def test_invalid_json(self, client: TestClient, admin: Caller) -> None:
+        response = client.post(
+            ANALYZE, content=b"{not json", headers={**admin.headers, "content-type": "application/json"}
+        )
+        assert response.status_code == 422
+        assert "JSON" in response.json()["detail"]
+
+
+class TestPower:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"metric_type": "binary", "baseline": 0.1, "mde": 0.05},
+            {"metric_type": "mean", "baseline": 5.0, "std": 12.0, "mde": 0.25, "mde_type": "absolute"},
+            {"metric_type": "binary", "baseline": 0.2, "n_per_arm": 5000, "arms": 3},
+            {"metric_type": "binary", "baseline": 0.1, "mde": 0.05, "method": "sequential"},
+        ],
+    )
+    def test_matches_the_engine(self, client: TestClient, admin: Caller, body: dict[str, Any]) -> None:
+        got = post(client, admin, POWER, body)
+        assert got == power(PowerRequest.model_validate(body)).model_dump(mode="json")
+
+    def test_a_viewer_token_may_plan(self, client: TestClient, make_caller: MakeCaller) -> None:
+        viewer = make_caller("vic", Role.viewer)
+        assert post(client, viewer, POWER, {"metric_type": "binary", "baseline": 0.1, "mde": 0.05})["n_per_arm"]
+
+    def test_no_token_is_401(self, client: TestClient) -> None:
+        assert client.post(POWER, json={"metric_type": "binary", "baseline": 0.1, "mde": 0.05}).status_code == 401
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"metric_type": "binary", "baseline": 1.5, "mde": 0.05}, "baseline"),
+            ({"metric_type": "mean", "baseline": 5.0, "mde": 0.05}, "std"),
+            ({"metric_type": "binary", "baseline": 0.1}, "mde"),
+            ({"metric_type": "binary", "baseline": 0.1, "mde": -1}, "mde"),
+            ({"metric_type": "ratio", "baseline": 0.1, "mde": 0.1}, "metric_type"),
+        ],
+    )
+    def test_422_names_the_field(
+        self, client: TestClient, admin: Caller, body: dict[str, Any], field: str
+    ) -> None:
+        response = client.post(POWER, json=body, headers=admin.headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == field
+        assert response.json()["detail"].startswith(f"{field}: ")

@@ -1,0 +1,305 @@
+"""Registry API: models, versions (incl. CI registration and uploads), aliases, evidence,
+policies, promotions, history, and the MLflow webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from atoll import audit
+from atoll.auth.policy import Principal, Scope
+from atoll.db import unit_of_work
+from atoll.errors import InvalidInput, Unauthenticated, Unavailable
+from atoll.registry import evidence as evidence_service
+from atoll.registry import promotion, service, webhooks
+from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.schemas import (
+    AliasMoveRead,
+    AliasSet,
+    EvidenceIn,
+    EvidenceRead,
+    ModelSummary,
+    PolicyIn,
+    PolicyRead,
+    PromoteIn,
+    PromotionResult,
+    RegisterVersion,
+    RollbackIn,
+    SyncResult,
+    TagsUpdate,
+    VersionRead,
+)
+from atoll.registry.sync import full_sync, sync_model
+from atoll.schemas import Page
+from atoll.web.deps import Authorize, Deployer, PageDep, Promoter, Reader, Registrar, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/api/v1", tags=["registry"])
+MAX_UPLOAD_BYTES = 2 * 1024**3
+Admin = Annotated[Principal, Depends(Authorize(Scope.admin))]
+
+
+def get_registry(request: Request) -> MlflowRegistry:
+    registry: MlflowRegistry | None = request.app.state.mlflow
+    if registry is None:
+        raise Unavailable(
+            "MLflow is not configured: set ATOLL_MLFLOW_TRACKING_URI, or run `atoll up` (it embeds one)"
+        )
+    return registry
+
+
+RegistryDep = Annotated[MlflowRegistry, Depends(get_registry)]
+
+
+@router.get("/models")
+def list_models(
+    principal: Reader,
+    session: SessionDep,
+    page: PageDep,
+    q: str | None = None,
+    tag: str | None = None,
+    team: str | None = None,
+    alias: str | None = None,
+) -> Page[ModelSummary]:
+    """Search the synced cache: `q` name substring, `tag` key or key=value, `team`, `alias`."""
+    where = service.ModelFilter(q=q, tag=tag, team=team, alias=alias)
+    items, total = service.list_models(session, where=where, limit=page.limit, offset=page.offset)
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/models/{name}")
+def get_model(name: str, principal: Reader, session: SessionDep) -> ModelSummary:
+    return service.get_model(session, name)
+
+
+@router.patch("/models/{name}")
+def update_model(
+    name: str, body: TagsUpdate, principal: Registrar, session: SessionDep, registry: RegistryDep
+) -> ModelSummary:
+    service.update_tags(
+        session,
+        registry,
+        actor=principal,
+        name=name,
+        version=None,
+        tags=body.set,
+        description=body.description,
+    )
+    return service.get_model(session, name)
+
+
+@router.get("/models/{name}/versions")
+def list_versions(name: str, principal: Reader, session: SessionDep, page: PageDep) -> Page[VersionRead]:
+    items, total = service.list_versions(session, name, limit=page.limit, offset=page.offset)
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.post("/models/{name}/versions", status_code=status.HTTP_201_CREATED)
+def register_version(
+    name: str, body: RegisterVersion, principal: Registrar, session: SessionDep, registry: RegistryDep
+) -> VersionRead:
+    """Register a version from a run or a model URI, with CI lineage (the CI hook)."""
+    return service.register_version(session, registry, actor=principal, name=name, body=body)
+
+
+def _unpack(archive: Path, into: Path) -> Path:
+    """Unpack a .zip or .tar.gz MLflow model; refuses paths that escape the folder."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as bundle:
+                for member in bundle.namelist():
+                    if member.startswith("/") or ".." in Path(member).parts:
+                        raise InvalidInput(f"file: archive member {member!r} escapes the model folder")
+                bundle.extractall(into)  # noqa: S202 - members checked above
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as bundle:
+                bundle.extractall(into, filter="data")
+        else:
+            raise InvalidInput("file: upload a .zip or .tar.gz of an MLflow model folder")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise InvalidInput(f"file: the archive is damaged or incomplete ({exc})") from None
+    entries = [p for p in into.iterdir() if p.name != "__MACOSX"]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
+
+
+@router.post("/models/{name}/versions/upload", status_code=status.HTTP_201_CREATED)
+def upload_version(
+    name: str,
+    principal: Registrar,
+    session: SessionDep,
+    registry: RegistryDep,
+    file: Annotated[UploadFile, File(description=".zip or .tar.gz of an MLflow model folder")],
+    metadata: Annotated[str, Form(description="RegisterVersion fields as JSON, without a source")] = "{}",
+) -> VersionRead:
+    """Register an uploaded local model. The archive is fully received and checked before
+    anything reaches MLflow, so an interrupted upload registers nothing."""
+    try:
+        fields = json.loads(metadata)
+        if not isinstance(fields, dict):
+            raise InvalidInput("metadata: must be a JSON object")
+        body = RegisterVersion.model_validate({**fields, "model_uri": "upload"})
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"metadata: not valid JSON ({exc})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"metadata.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    with tempfile.TemporaryDirectory(prefix="atoll-upload-") as work:
+        archive = Path(work) / "upload"
+        with archive.open("wb") as target:
+            shutil.copyfileobj(file.file, target, length=1024 * 1024)
+        if archive.stat().st_size > MAX_UPLOAD_BYTES:
+            raise InvalidInput("file: larger than 2 GiB; register it from a run or object storage instead")
+        model_dir = _unpack(archive, Path(work) / "model")
+        return service.register_upload(
+            session, registry, actor=principal, name=name, model_dir=model_dir, body=body
+        )
+
+
+@router.get("/models/{name}/versions/{version}")
+def get_version(name: str, version: int, principal: Reader, session: SessionDep) -> VersionRead:
+    return service.get_version(session, name, version)
+
+
+@router.patch("/models/{name}/versions/{version}")
+def update_version(
+    name: str,
+    version: int,
+    body: TagsUpdate,
+    principal: Registrar,
+    session: SessionDep,
+    registry: RegistryDep,
+) -> VersionRead:
+    service.update_tags(
+        session,
+        registry,
+        actor=principal,
+        name=name,
+        version=version,
+        tags=body.set,
+        description=body.description,
+    )
+    return service.get_version(session, name, version)
+
+
+@router.put("/models/{name}/aliases/{alias}")
+def set_alias(
+    name: str, alias: str, body: AliasSet, principal: Deployer, session: SessionDep, registry: RegistryDep
+) -> PromotionResult:
+    """Move an unprotected alias. Protected aliases (production) move only by promotion."""
+    return promotion.set_alias(
+        session, registry, actor=principal, name=name, alias=alias, version=body.version
+    )
+
+
+@router.get("/models/{name}/versions/{version}/evidence")
+def list_evidence(name: str, version: int, principal: Reader, session: SessionDep) -> list[EvidenceRead]:
+    service.get_version(session, name, version)
+    return [EvidenceRead.model_validate(e) for e in evidence_service.for_version(session, name, version)]
+
+
+@router.post("/models/{name}/versions/{version}/evidence", status_code=status.HTTP_201_CREATED)
+def record_evidence(
+    name: str, version: int, body: EvidenceIn, principal: Deployer, session: SessionDep
+) -> EvidenceRead:
+    row = evidence_service.record(session, actor=principal, name=name, version=version, body=body)
+    return EvidenceRead.model_validate(row)
+
+
+@router.get("/models/{name}/policies/{alias}")
+def get_policy(name: str, alias: str, principal: Reader, session: SessionDep) -> PolicyRead:
+    return promotion.effective_policy(session, name, alias)
+
+
+@router.put("/models/{name}/policies/{alias}")
+def set_policy(name: str, alias: str, body: PolicyIn, principal: Promoter, session: SessionDep) -> PolicyRead:
+    """Set the gates for one alias of one model (`*` as the name: the default for all)."""
+    return promotion.set_policy(session, actor=principal, name=name, alias=alias, body=body)
+
+
+@router.post("/models/{name}/aliases/{alias}/promote")
+def promote(
+    name: str, alias: str, body: PromoteIn, principal: Deployer, session: SessionDep, registry: RegistryDep
+) -> PromotionResult:
+    """Move the alias to a version if every gate passes (412 with each gate's reason if not)."""
+    return promotion.move_alias(
+        session,
+        registry,
+        actor=principal,
+        name=name,
+        alias=alias,
+        version=body.version,
+        reason=body.reason,
+        force=body.force,
+    )
+
+
+@router.post("/models/{name}/aliases/{alias}/rollback")
+def rollback(
+    name: str, alias: str, body: RollbackIn, principal: Deployer, session: SessionDep, registry: RegistryDep
+) -> PromotionResult:
+    return promotion.rollback(
+        session, registry, actor=principal, name=name, alias=alias, reason=body.reason, force=body.force
+    )
+
+
+@router.get("/models/{name}/history")
+def alias_history(
+    name: str, principal: Reader, session: SessionDep, alias: str | None = None
+) -> list[AliasMoveRead]:
+    service.cached_model(session, name)
+    return [AliasMoveRead.model_validate(m) for m in promotion.history(session, name, alias)]
+
+
+@router.post("/registry/sync")
+def sync_now(principal: Admin, session: SessionDep, registry: RegistryDep) -> SyncResult:
+    """Mirror MLflow into the cache now (the worker also does this on a schedule)."""
+    report = full_sync(session, registry)
+    audit.record(
+        session,
+        actor=principal,
+        action="registry.sync",
+        target_type="registry",
+        target_id="mlflow",
+        summary={"models": report.models, "versions": report.versions},
+    )
+    return SyncResult(**report.__dict__)
+
+
+@router.post("/webhooks/mlflow", tags=["public"], status_code=status.HTTP_204_NO_CONTENT)
+async def mlflow_webhook(request: Request, settings: SettingsDep) -> None:
+    """MLflow registry webhook (HMAC-verified): refreshes the model the event names."""
+    secret = settings.mlflow_webhook_secret
+    if secret is None:
+        raise Unavailable("webhooks are off: set ATOLL_MLFLOW_WEBHOOK_SECRET to the webhook's secret")
+    body = await request.body()
+    problem = webhooks.verify(
+        secret.get_secret_value(),
+        delivery_id=request.headers.get("x-mlflow-delivery-id", ""),
+        timestamp=request.headers.get("x-mlflow-timestamp", ""),
+        body=body,
+        signature=request.headers.get("x-mlflow-signature", ""),
+        now=time.time(),
+    )
+    if problem is not None:
+        raise Unauthenticated(f"webhook refused: {problem}")
+    try:
+        name = str((json.loads(body or b"{}").get("data") or {}).get("name", ""))
+    except (json.JSONDecodeError, AttributeError):
+        raise InvalidInput("the webhook body is not MLflow's JSON event") from None
+    registry = get_registry(request)
+    if name:
+        await run_in_threadpool(_sync_one, request, registry, name)
+
+
+def _sync_one(request: Request, registry: MlflowRegistry, name: str) -> None:
+    with unit_of_work(request.app.state.session_factory) as session:
+        sync_model(session, registry, name)

@@ -10,7 +10,7 @@ from atoll.web.portal.charts import ForestRow, forest, format_p, format_value, m
 
 class TestTicks:
     @pytest.mark.parametrize(
-        ("span", "step"), [(10, 2), (1, 0.2), (0.03, 0.005), (7, 2), (100, 20), (4.5, 1), (0, 1.0)]
+        ("span", "step"), [(10, 2), (1, 0.2), (0.03, 0.01), (0.06, 0.02), (7, 2), (100, 20), (4.5, 1), (0, 1.0)]
     )
     def test_steps_are_1_2_5(self, span: float, step: float) -> None:
         assert nice_step(span) == pytest.approx(step)
@@ -51,8 +51,7 @@ class TestForest:
         plot = forest(self.rows(), axis_label="x", percent=True)
         xs = [t.x for t in plot.ticks]
         assert xs[0] == plot.left and xs[-1] == plot.right and xs == sorted(xs)
-        assert "0" in [t.label for t in plot.ticks]
-        assert all(t.label.endswith("%") for t in plot.ticks if t.label != "0")
+        assert [t.label for t in plot.ticks] == ["-10%", "0%", "+10%", "+20%", "+30%"]
 
     def test_zero_is_always_shown(self) -> None:
         plot = forest([ForestRow("b", 5.0, 4.0, 6.0, "ship")], axis_label="x")

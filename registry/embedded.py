@@ -20,9 +20,10 @@ from atoll.errors import Unavailable
 
 
 class EmbeddedMlflow:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
         self.root = (data_dir / "mlflow").resolve()
         self.port = port
+        self.extra_env = extra_env or {}
         self.uri = f"http://127.0.0.1:{port}"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -44,6 +45,7 @@ class EmbeddedMlflow:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "1",
+            **self.extra_env,
         }
         log = (self.root / "server.log").open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments

@@ -12,6 +12,8 @@ from atoll.web.portal.charts import VERDICT_LABELS
 from atoll.web.portal.stats_views import EXAMPLE
 
 SCREENSHOT = "/tmp/atoll-ab-calculator.png"
+POWER_SCREENSHOT = "/tmp/atoll-ab-calculator-power.png"
+ERROR_SCREENSHOT = "/tmp/atoll-ab-calculator-error.png"
 
 
 def open_calculator(page: Page) -> None:
@@ -61,6 +63,7 @@ def test_invalid_input_names_the_field(logged_in_page: Page) -> None:
     expect(error).to_be_visible()
     expect(error).to_contain_text("metrics.0.data.candidate.n")
     expect(page.get_by_test_id("metric")).to_have_count(0)
+    error.screenshot(path=ERROR_SCREENSHOT)
 
     page.get_by_label("Analysis request").fill('{"arms": [')
     page.get_by_role("button", name="Analyse").click()
@@ -92,7 +95,7 @@ def test_the_sample_size_matches_the_engine(logged_in_page: Page) -> None:
     form.get_by_label("Std").fill("12")
     form.get_by_label("MDE", exact=True).fill("0.05")
     form.get_by_label("Arms").fill("3")
-    form.get_by_label("Method").select_option("sequential")
+    form.get_by_label("Method", exact=True).select_option("sequential")
     form.get_by_role("button", name="Calculate").click()
 
     expected = power(
@@ -102,6 +105,7 @@ def test_the_sample_size_matches_the_engine(logged_in_page: Page) -> None:
     expect(page.get_by_test_id("n-per-arm")).to_have_text(f"{expected.n_per_arm:,}")
     expect(page.get_by_test_id("n-total")).to_have_text(f"{expected.n_total:,}")
     expect(page.get_by_test_id("power-result")).to_contain_text("Sequential inflation")
+    page.get_by_test_id("power-results").screenshot(path=POWER_SCREENSHOT)
 
     form.get_by_label("Std").fill("")
     form.get_by_role("button", name="Calculate").click()

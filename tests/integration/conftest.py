@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -97,6 +98,10 @@ def free_port() -> int:
 @pytest.fixture
 def live_url(app: FastAPI) -> Iterator[str]:
     """The app served by a real uvicorn on a loopback port, for the CLI and clients."""
+    yield from _serve(app)
+
+
+def _serve(app: FastAPI) -> Iterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -114,3 +119,79 @@ def live_url(app: FastAPI) -> Iterator[str]:
     yield url
     server.should_exit = True
     thread.join(timeout=10)
+
+
+# --- a real MLflow tracking server ------------------------------------------------------
+
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `mlflow server` subprocess for the session (about 30 s to start on an empty store).
+
+    Webhooks may call back to loopback so the receiver can be tested end to end.
+    """
+    from cryptography.fernet import Fernet
+
+    from atoll.registry.embedded import EmbeddedMlflow
+
+    server = EmbeddedMlflow(
+        tmp_path_factory.mktemp("mlflow"),
+        free_port(),
+        extra_env={
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "MLFLOW_WEBHOOK_CACHE_TTL": "1",  # MLflow caches the webhook list per event
+        },
+    )
+    uri = server.start()
+    yield uri
+    server.stop()
+
+
+@pytest.fixture
+def registry_settings(settings: Settings, mlflow_uri: str) -> Settings:
+    return settings.model_copy(
+        update={"mlflow_tracking_uri": mlflow_uri, "mlflow_webhook_secret": SecretStr(WEBHOOK_SECRET)}
+    )
+
+
+@pytest.fixture
+def registry_app(registry_settings: Settings, engine: Engine) -> FastAPI:
+    return create_app(registry_settings, engine=engine)
+
+
+@pytest.fixture
+def registry_client(registry_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(registry_app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def log_model(mlflow_uri: str) -> Callable[..., str]:
+    """Train a tiny scikit-learn model, log it with metrics to a new run; returns the run id."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    def log(metrics: dict[str, float] | None = None, seed: int = 0) -> str:
+        mlflow.set_tracking_uri(mlflow_uri)
+        rng = np.random.default_rng(seed)
+        features = rng.normal(size=(60, 4))
+        labels = (features[:, 0] + rng.normal(scale=0.3, size=60) > 0).astype(int)
+        model = LogisticRegression().fit(features, labels)
+        with mlflow.start_run() as run:
+            mlflow.log_metrics(metrics or {"auc": 0.9})
+            mlflow.sklearn.log_model(
+                model, name="model", input_example=features[:2], pip_requirements=["scikit-learn"]
+            )
+        return str(run.info.run_id)
+
+    return log
+
+
+@pytest.fixture
+def live_registry_url(registry_app: FastAPI) -> Iterator[str]:
+    yield from _serve(registry_app)

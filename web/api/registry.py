@@ -21,7 +21,7 @@ from atoll.auth.policy import Principal, Scope
 from atoll.db import unit_of_work
 from atoll.errors import InvalidInput, Unauthenticated, Unavailable
 from atoll.registry import evidence as evidence_service
-from atoll.registry import promotion, service, webhooks
+from atoll.registry import names, promotion, service, webhooks
 from atoll.registry.mlflow_adapter import MlflowRegistry
 from atoll.registry.schemas import (
     AliasMoveRead,
@@ -60,6 +60,14 @@ def get_registry(request: Request) -> MlflowRegistry:
 RegistryDep = Annotated[MlflowRegistry, Depends(get_registry)]
 
 
+def valid_model_name(name: str) -> str:
+    """Path parameter check that runs before any MLflow call (names MLflow rejects are 422)."""
+    return names.check_model_name(name)
+
+
+ModelName = Annotated[str, Depends(valid_model_name)]
+
+
 @router.get("/models")
 def list_models(
     principal: Reader,
@@ -77,13 +85,13 @@ def list_models(
 
 
 @router.get("/models/{name}")
-def get_model(name: str, principal: Reader, session: SessionDep) -> ModelSummary:
+def get_model(name: ModelName, principal: Reader, session: SessionDep) -> ModelSummary:
     return service.get_model(session, name)
 
 
 @router.patch("/models/{name}")
 def update_model(
-    name: str, body: TagsUpdate, principal: Registrar, session: SessionDep, registry: RegistryDep
+    name: ModelName, body: TagsUpdate, principal: Registrar, session: SessionDep, registry: RegistryDep
 ) -> ModelSummary:
     service.update_tags(
         session,
@@ -98,14 +106,14 @@ def update_model(
 
 
 @router.get("/models/{name}/versions")
-def list_versions(name: str, principal: Reader, session: SessionDep, page: PageDep) -> Page[VersionRead]:
+def list_versions(name: ModelName, principal: Reader, session: SessionDep, page: PageDep) -> Page[VersionRead]:
     items, total = service.list_versions(session, name, limit=page.limit, offset=page.offset)
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.post("/models/{name}/versions", status_code=status.HTTP_201_CREATED)
 def register_version(
-    name: str, body: RegisterVersion, principal: Registrar, session: SessionDep, registry: RegistryDep
+    name: ModelName, body: RegisterVersion, principal: Registrar, session: SessionDep, registry: RegistryDep
 ) -> VersionRead:
     """Register a version from a run or a model URI, with CI lineage (the CI hook)."""
     return service.register_version(session, registry, actor=principal, name=name, body=body)
@@ -133,7 +141,7 @@ def _unpack(archive: Path, into: Path) -> Path:
 
 @router.post("/models/{name}/versions/upload", status_code=status.HTTP_201_CREATED)
 def upload_version(
-    name: str,
+    name: ModelName,
     principal: Registrar,
     session: SessionDep,
     registry: RegistryDep,
@@ -165,13 +173,13 @@ def upload_version(
 
 
 @router.get("/models/{name}/versions/{version}")
-def get_version(name: str, version: int, principal: Reader, session: SessionDep) -> VersionRead:
+def get_version(name: ModelName, version: int, principal: Reader, session: SessionDep) -> VersionRead:
     return service.get_version(session, name, version)
 
 
 @router.patch("/models/{name}/versions/{version}")
 def update_version(
-    name: str,
+    name: ModelName,
     version: int,
     body: TagsUpdate,
     principal: Registrar,
@@ -192,7 +200,7 @@ def update_version(
 
 @router.put("/models/{name}/aliases/{alias}")
 def set_alias(
-    name: str, alias: str, body: AliasSet, principal: Deployer, session: SessionDep, registry: RegistryDep
+    name: ModelName, alias: str, body: AliasSet, principal: Deployer, session: SessionDep, registry: RegistryDep
 ) -> PromotionResult:
     """Move an unprotected alias. Protected aliases (production) move only by promotion."""
     return promotion.set_alias(
@@ -201,33 +209,33 @@ def set_alias(
 
 
 @router.get("/models/{name}/versions/{version}/evidence")
-def list_evidence(name: str, version: int, principal: Reader, session: SessionDep) -> list[EvidenceRead]:
+def list_evidence(name: ModelName, version: int, principal: Reader, session: SessionDep) -> list[EvidenceRead]:
     service.get_version(session, name, version)
     return [EvidenceRead.model_validate(e) for e in evidence_service.for_version(session, name, version)]
 
 
 @router.post("/models/{name}/versions/{version}/evidence", status_code=status.HTTP_201_CREATED)
 def record_evidence(
-    name: str, version: int, body: EvidenceIn, principal: Deployer, session: SessionDep
+    name: ModelName, version: int, body: EvidenceIn, principal: Deployer, session: SessionDep
 ) -> EvidenceRead:
     row = evidence_service.record(session, actor=principal, name=name, version=version, body=body)
     return EvidenceRead.model_validate(row)
 
 
 @router.get("/models/{name}/policies/{alias}")
-def get_policy(name: str, alias: str, principal: Reader, session: SessionDep) -> PolicyRead:
+def get_policy(name: ModelName, alias: str, principal: Reader, session: SessionDep) -> PolicyRead:
     return promotion.effective_policy(session, name, alias)
 
 
 @router.put("/models/{name}/policies/{alias}")
-def set_policy(name: str, alias: str, body: PolicyIn, principal: Promoter, session: SessionDep) -> PolicyRead:
+def set_policy(name: ModelName, alias: str, body: PolicyIn, principal: Promoter, session: SessionDep) -> PolicyRead:
     """Set the gates for one alias of one model (`*` as the name: the default for all)."""
     return promotion.set_policy(session, actor=principal, name=name, alias=alias, body=body)
 
 
 @router.post("/models/{name}/aliases/{alias}/promote")
 def promote(
-    name: str, alias: str, body: PromoteIn, principal: Deployer, session: SessionDep, registry: RegistryDep
+    name: ModelName, alias: str, body: PromoteIn, principal: Deployer, session: SessionDep, registry: RegistryDep
 ) -> PromotionResult:
     """Move the alias to a version if every gate passes (412 with each gate's reason if not)."""
     return promotion.move_alias(
@@ -244,7 +252,7 @@ def promote(
 
 @router.post("/models/{name}/aliases/{alias}/rollback")
 def rollback(
-    name: str, alias: str, body: RollbackIn, principal: Deployer, session: SessionDep, registry: RegistryDep
+    name: ModelName, alias: str, body: RollbackIn, principal: Deployer, session: SessionDep, registry: RegistryDep
 ) -> PromotionResult:
     return promotion.rollback(
         session, registry, actor=principal, name=name, alias=alias, reason=body.reason, force=body.force
@@ -253,7 +261,7 @@ def rollback(
 
 @router.get("/models/{name}/history")
 def alias_history(
-    name: str, principal: Reader, session: SessionDep, alias: str | None = None
+    name: ModelName, principal: Reader, session: SessionDep, alias: str | None = None
 ) -> list[AliasMoveRead]:
     service.cached_model(session, name)
     return [AliasMoveRead.model_validate(m) for m in promotion.history(session, name, alias)]

@@ -99,8 +99,8 @@ def format_value(value: float | None, *, percent: bool = False, signed: bool = F
     if value is None or not math.isfinite(value):
         return "—"
     if percent:
-        return f"{value:+.2f}%" if signed else f"{value:.2f}%"
-    text = f"{value:+.4g}" if signed else f"{value:.4g}"
+        return f"{value:+.2f}%" if signed and value else f"{value:.2f}%"
+    text = f"{value:+.4g}" if signed and value else f"{value:.4g}"
     return text.replace("e+0", "e").replace("e-0", "e-")
 
 
@@ -134,7 +134,7 @@ def forest(
         values.append(reference)
     ticks = nice_ticks(min(values), max(values))
     lo, hi = ticks[0], ticks[-1]
-    top, pad_right = 8.0, 16.0
+    top, pad_right = 14.0, 28.0
     left, right = float(label_width), float(width) - pad_right
     bottom = top + row_height * max(len(rows), 1)
     step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0

@@ -25,36 +25,26 @@ from atoll.web.portal.views import Viewer, Writer
 router = APIRouter(include_in_schema=False)
 MAX_INPUT_BYTES = 1_000_000
 
-EXAMPLE: dict[str, Any] = {
-    "arms": [{"name": "control", "weight": 0.5}, {"name": "candidate", "weight": 0.5}],
-    "control": "control",
-    "alpha": 0.05,
-    "method": "fixed",
-    "correction": "holm",
-    "metrics": [
-        {
-            "name": "conversion",
-            "type": "binary",
-            "data": {
-                "control": {"n": 10000, "sum": 1000, "sum_squares": 1000},
-                "candidate": {"n": 10050, "sum": 1100, "sum_squares": 1100},
-            },
-        },
-        {
-            "name": "latency_ms",
-            "type": "mean",
-            "guardrail": True,
-            "higher_is_better": False,
-            "margin": 0.02,
-            "margin_type": "relative",
-            "data": {
-                "control": {"n": 10000, "sum": 1200000, "sum_squares": 160000000},
-                "candidate": {"n": 10050, "sum": 1206000, "sum_squares": 160800000},
-            },
-        },
-    ],
+# The prefilled request: a conversion metric and a latency guardrail, as in docs/statistics.md.
+EXAMPLE_JSON = """\
+{
+  "arms": [{"name": "control", "weight": 0.5}, {"name": "candidate", "weight": 0.5}],
+  "control": "control",
+  "alpha": 0.05,
+  "method": "fixed",
+  "correction": "holm",
+  "metrics": [
+    {"name": "conversion", "type": "binary",
+     "data": {"control":   {"n": 10000, "sum": 1000, "sum_squares": 1000},
+              "candidate": {"n": 10050, "sum": 1100, "sum_squares": 1100}}},
+    {"name": "latency_ms", "type": "mean", "guardrail": true, "higher_is_better": false,
+     "margin": 0.02, "margin_type": "relative",
+     "data": {"control":   {"n": 10000, "sum": 1200000, "sum_squares": 160000000},
+              "candidate": {"n": 10050, "sum": 1206000, "sum_squares": 160800000}}}
+  ]
 }
-EXAMPLE_JSON = json.dumps(EXAMPLE, indent=2)
+"""
+EXAMPLE: dict[str, Any] = json.loads(EXAMPLE_JSON)
 POWER_DEFAULTS = {"metric_type": "binary", "baseline": "0.1", "mde": "0.05", "mde_type": "relative"}
 
 

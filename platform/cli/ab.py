@@ -184,7 +184,7 @@ def analyze(
     """
     from atoll.abtest.stats import AnalysisRequest
     from atoll.abtest.stats import analyze as run_analysis
-    from atoll.web.api.stats import StatsInputError, load_request
+    from atoll.abtest.stats.inputs import StatsInputError, load_request
 
     text = _read_input(file)
     try:
@@ -260,7 +260,7 @@ def power(
 
     from atoll.abtest.stats import PowerRequest
     from atoll.abtest.stats import power as run_power
-    from atoll.web.api.stats import describe
+    from atoll.abtest.stats.inputs import describe
 
     body: dict[str, Any] = {
         "metric_type": metric_type.value,

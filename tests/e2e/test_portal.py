@@ -20,6 +20,7 @@ NAV_PAGES = {
     "Models": ("/models", "Models"),
     "Deployments": ("/deployments", "Deployments"),
     "Experiments": ("/experiments", "Experiments"),
+    "A/B calculator": ("/ab-calculator", "A/B calculator"),
     "Monitoring": ("/monitoring", "Monitoring"),
     "Backends": ("/backends", "Backend catalog"),
     "Audit": ("/audit", "Audit log"),

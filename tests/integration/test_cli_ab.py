@@ -69,7 +69,10 @@ class TestAnalyze:
 
     def test_srm_is_shown_and_still_exit_0(self, tmp_path: Path) -> None:
         body = two_arm()
-        body["arms"] = [{"name": "control", "weight": 0.5, "units": 10000}, {"name": "candidate", "weight": 0.5, "units": 12000}]
+        body["arms"] = [
+            {"name": "control", "weight": 0.5, "units": 10000},
+            {"name": "candidate", "weight": 0.5, "units": 12000},
+        ]
         result = atoll("ab", "analyze", write(tmp_path, body))
         assert result.exit_code == 0, result.output  # a readout, not a gate
         assert "sample ratio mismatch" in result.stdout
@@ -129,7 +132,18 @@ class TestPower:
                 {"metric_type": "binary", "baseline": 0.1, "mde": 0.05, "method": "sequential"},
             ),
             (
-                ["--metric-type", "binary", "--baseline", "0.1", "--mde", "0.1", "--alpha", "0.01", "--power", "0.9"],
+                [
+                    "--metric-type",
+                    "binary",
+                    "--baseline",
+                    "0.1",
+                    "--mde",
+                    "0.1",
+                    "--alpha",
+                    "0.01",
+                    "--power",
+                    "0.9",
+                ],
                 {"metric_type": "binary", "baseline": 0.1, "mde": 0.1, "alpha": 0.01, "power": 0.9},
             ),
         ],

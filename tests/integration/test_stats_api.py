@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -135,7 +134,12 @@ def broken(path: str, value: Any) -> dict[str, Any]:
 
 
 INVALID = [
-    pytest.param(broken("metrics.0.data.candidate.n", -5), "metrics.0.data.candidate.n", "greater than", id="negative-n"),
+    pytest.param(
+        broken("metrics.0.data.candidate.n", -5),
+        "metrics.0.data.candidate.n",
+        "greater than",
+        id="negative-n",
+    ),
     pytest.param(
         broken("metrics.1.data.candidate.sum_squares", 10.0),
         "metrics.1.data.candidate.sum_squares",
@@ -151,7 +155,10 @@ INVALID = [
     pytest.param(broken("control", "nobody"), "control", "unknown arm 'nobody'", id="unknown-control"),
     pytest.param(broken("arms.0.weight", 0.7), "arms", "weights must sum to 1", id="weights"),
     pytest.param(
-        broken("metrics.0.data.ghost", binary(10, 1)), "metrics.conversion.data", "unknown arm", id="unknown-arm"
+        broken("metrics.0.data.ghost", binary(10, 1)),
+        "metrics.conversion.data",
+        "unknown arm",
+        id="unknown-arm",
     ),
     pytest.param(broken("alpha", 0.9), "alpha", "less than or equal to 0.5", id="alpha"),
     pytest.param(
@@ -201,10 +208,15 @@ class TestPower:
 
     def test_a_viewer_token_may_plan(self, client: TestClient, make_caller: MakeCaller) -> None:
         viewer = make_caller("vic", Role.viewer)
-        assert post(client, viewer, POWER, {"metric_type": "binary", "baseline": 0.1, "mde": 0.05})["n_per_arm"]
+        assert post(client, viewer, POWER, {"metric_type": "binary", "baseline": 0.1, "mde": 0.05})[
+            "n_per_arm"
+        ]
 
     def test_no_token_is_401(self, client: TestClient) -> None:
-        assert client.post(POWER, json={"metric_type": "binary", "baseline": 0.1, "mde": 0.05}).status_code == 401
+        assert (
+            client.post(POWER, json={"metric_type": "binary", "baseline": 0.1, "mde": 0.05}).status_code
+            == 401
+        )
 
     @pytest.mark.parametrize(
         ("body", "field"),

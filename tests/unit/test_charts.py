@@ -5,12 +5,21 @@ from __future__ import annotations
 import pytest
 
 from atoll.abtest.stats import AnalysisRequest, analyze
-from atoll.web.portal.charts import ForestRow, forest, format_p, format_value, metric_forest, nice_step, nice_ticks
+from atoll.web.portal.charts import (
+    ForestRow,
+    forest,
+    format_p,
+    format_value,
+    metric_forest,
+    nice_step,
+    nice_ticks,
+)
 
 
 class TestTicks:
     @pytest.mark.parametrize(
-        ("span", "step"), [(10, 2), (1, 0.2), (0.03, 0.01), (0.06, 0.02), (7, 2), (100, 20), (4.5, 1), (0, 1.0)]
+        ("span", "step"),
+        [(10, 2), (1, 0.2), (0.03, 0.01), (0.06, 0.02), (7, 2), (100, 20), (4.5, 1), (0, 1.0)],
     )
     def test_steps_are_1_2_5(self, span: float, step: float) -> None:
         assert nice_step(span) == pytest.approx(step)

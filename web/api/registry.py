@@ -106,7 +106,9 @@ def update_model(
 
 
 @router.get("/models/{name}/versions")
-def list_versions(name: ModelName, principal: Reader, session: SessionDep, page: PageDep) -> Page[VersionRead]:
+def list_versions(
+    name: ModelName, principal: Reader, session: SessionDep, page: PageDep
+) -> Page[VersionRead]:
     items, total = service.list_versions(session, name, limit=page.limit, offset=page.offset)
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
@@ -200,7 +202,12 @@ def update_version(
 
 @router.put("/models/{name}/aliases/{alias}")
 def set_alias(
-    name: ModelName, alias: str, body: AliasSet, principal: Deployer, session: SessionDep, registry: RegistryDep
+    name: ModelName,
+    alias: str,
+    body: AliasSet,
+    principal: Deployer,
+    session: SessionDep,
+    registry: RegistryDep,
 ) -> PromotionResult:
     """Move an unprotected alias. Protected aliases (production) move only by promotion."""
     return promotion.set_alias(
@@ -209,7 +216,9 @@ def set_alias(
 
 
 @router.get("/models/{name}/versions/{version}/evidence")
-def list_evidence(name: ModelName, version: int, principal: Reader, session: SessionDep) -> list[EvidenceRead]:
+def list_evidence(
+    name: ModelName, version: int, principal: Reader, session: SessionDep
+) -> list[EvidenceRead]:
     service.get_version(session, name, version)
     return [EvidenceRead.model_validate(e) for e in evidence_service.for_version(session, name, version)]
 
@@ -228,14 +237,21 @@ def get_policy(name: ModelName, alias: str, principal: Reader, session: SessionD
 
 
 @router.put("/models/{name}/policies/{alias}")
-def set_policy(name: ModelName, alias: str, body: PolicyIn, principal: Promoter, session: SessionDep) -> PolicyRead:
+def set_policy(
+    name: ModelName, alias: str, body: PolicyIn, principal: Promoter, session: SessionDep
+) -> PolicyRead:
     """Set the gates for one alias of one model (`*` as the name: the default for all)."""
     return promotion.set_policy(session, actor=principal, name=name, alias=alias, body=body)
 
 
 @router.post("/models/{name}/aliases/{alias}/promote")
 def promote(
-    name: ModelName, alias: str, body: PromoteIn, principal: Deployer, session: SessionDep, registry: RegistryDep
+    name: ModelName,
+    alias: str,
+    body: PromoteIn,
+    principal: Deployer,
+    session: SessionDep,
+    registry: RegistryDep,
 ) -> PromotionResult:
     """Move the alias to a version if every gate passes (412 with each gate's reason if not)."""
     return promotion.move_alias(
@@ -252,7 +268,12 @@ def promote(
 
 @router.post("/models/{name}/aliases/{alias}/rollback")
 def rollback(
-    name: ModelName, alias: str, body: RollbackIn, principal: Deployer, session: SessionDep, registry: RegistryDep
+    name: ModelName,
+    alias: str,
+    body: RollbackIn,
+    principal: Deployer,
+    session: SessionDep,
+    registry: RegistryDep,
 ) -> PromotionResult:
     return promotion.rollback(
         session, registry, actor=principal, name=name, alias=alias, reason=body.reason, force=body.force

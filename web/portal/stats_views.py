@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from atoll.abtest import stats
 from atoll.abtest.stats import AnalysisRequest, AnalysisResult, PowerRequest
-from atoll.web.api.stats import StatsInputError, describe, load_request
+from atoll.abtest.stats.inputs import StatsInputError, describe, load_request
 from atoll.web.portal import charts
 from atoll.web.portal.render import render
 from atoll.web.portal.views import Viewer, Writer
@@ -89,14 +89,11 @@ def _margins(body: AnalysisRequest) -> dict[str, tuple[float, bool]]:
 
 def _charts(body: AnalysisRequest, result: AnalysisResult) -> dict[str, charts.ForestPlot]:
     margins = _margins(body)
-    return {
-        m.name: charts.metric_forest(
-            m,
-            margin=margins.get(m.name, (0.0, True))[0],
-            relative_margin=margins.get(m.name, (0.0, True))[1],
-        )
-        for m in result.metrics
-    }
+    plots = {}
+    for m in result.metrics:
+        margin, relative = margins.get(m.name, (0.0, True))
+        plots[m.name] = charts.metric_forest(m, margin=margin, relative_margin=relative)
+    return plots
 
 
 @router.post("/ab-calculator/analyze", response_class=HTMLResponse)

@@ -29,10 +29,6 @@ LOGIN_CSRF_COOKIE = "atoll_login_csrf"
 AUDIT_PAGE_SIZE = 50
 
 AREAS = {
-    "models": (
-        "Models",
-        "The MLflow-backed model registry: versions, aliases, lineage, promotions.",
-    ),
     "deployments": (
         "Deployments",
         "One-click deployment of a build to Kubernetes or a local target.",

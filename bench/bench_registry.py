@@ -113,7 +113,7 @@ def main() -> None:
                ATOLL_LOG_LEVEL="WARNING")  # fmt: skip
     subprocess.run([sys.executable, "-m", "atoll", "db", "upgrade"], env=env, check=True, capture_output=True)
     token = make_admin_token(atoll_db)
-    server = subprocess.Popen(  # noqa: S603
+    server = subprocess.Popen(
         [sys.executable, "-m", "atoll", "server", "--port", "8599"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

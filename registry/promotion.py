@@ -104,19 +104,26 @@ def _builds(session: Session, name: str, version: int) -> dict[str, str]:
 def check_gates(
     session: Session, registry: MlflowRegistry, *, actor: Principal, name: str, alias: str, version: int
 ) -> list[GateResult]:
+    """Read the facts from our database, end that transaction, then ask MLflow for metrics.
+
+    Ending the read transaction before the network call matters on SQLite, where every
+    transaction holds the write lock: a concurrent promotion must be able to see our lock.
+    """
     policy = effective_policy(session, name, alias)
-    found = get_version(session, name, version)
-    needs_metrics = bool(policy.gates.metrics)
+    run_id = get_version(session, name, version).run_id
+    builds = _builds(session, name, version)
+    evidence = [
+        EvidenceFact(kind=e.kind, status=e.status, recorded_by=e.recorded_by, summary=e.summary)
+        for e in evidence_service.for_version(session, name, version)
+    ]
+    session.commit()
     facts = GateFacts(
         actor=actor.username,
         actor_role=actor.role,
         alias=alias,
-        builds=_builds(session, name, version),
-        run_metrics=registry.run_metrics(found.run_id) if needs_metrics and found.run_id else None,
-        evidence=[
-            EvidenceFact(kind=e.kind, status=e.status, recorded_by=e.recorded_by, summary=e.summary)
-            for e in evidence_service.for_version(session, name, version)
-        ],
+        builds=builds,
+        run_metrics=registry.run_metrics(run_id) if policy.gates.metrics and run_id else None,
+        evidence=evidence,
     )
     return evaluate(policy.gates, facts)
 
@@ -244,12 +251,13 @@ def _move_locked(
     session.flush()
     registry.set_alias(name, alias, str(version))
     try:
-        sync_model(session, registry, name)
         session.commit()
     except Exception:
         session.rollback()
         _restore(registry, name, alias, from_version)
         raise
+    sync_model(session, registry, name)  # the cache; the next full sync would also fix it
+    session.commit()
     return PromotionResult(
         model_name=name,
         alias=alias,

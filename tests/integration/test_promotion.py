@@ -87,7 +87,7 @@ class TestGates:
         assert response.status_code == 412
         gates = {g["gate"]: g for g in response.json()["gates"]}
         assert gates["role"]["passed"] is True
-        assert gates["build:gpu"] == {"gate": "build:gpu", "passed": False, "reason": "no gpu build yet"}
+        assert gates["build:gpu"] == {"gate": "build:gpu", "passed": False, "reason": "the newest gpu build is queued"}
         assert gates["metric:auc"]["reason"] == "auc = 0.85, required >= 0.9"
         assert "has no metric 'f1'" in gates["metric:f1"]["reason"]
         assert gates["ab_evidence"]["passed"] is False

@@ -226,6 +226,7 @@ class TestSync:
             secret=WEBHOOK_SECRET,
         )
         try:
+            time.sleep(1.5)  # MLflow caches each event's webhook list (TTL 1 s in the fixture)
             client.create_registered_model(name)
             deadline = time.monotonic() + 20
             found = 0

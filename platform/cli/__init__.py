@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from atoll.cli import ab, identity, processes, registry
+from atoll.cli import serve as serve_command
 
 app = typer.Typer(
     name="atoll",
@@ -21,3 +22,4 @@ processes.register(app)
 identity.register(app)
 ab.register(app)
 registry.register(app)
+serve_command.register(app)

@@ -1,0 +1,74 @@
+"""Run the model server under uvicorn, with a graceful drain on SIGTERM.
+
+SIGTERM (or Ctrl+C): readiness turns false at once, the listening socket closes, requests
+already received finish (queued batches included), the event writer flushes, and the
+process exits 0. A second Ctrl+C forces the exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from atoll.deployer.server.app import ModelServer, ServerConfig, create_app
+
+if TYPE_CHECKING:
+    from atoll.events import BatchWriter
+
+log = logging.getLogger("atoll.serve")
+
+
+def make_event_writer(database_url: str) -> BatchWriter:
+    """The inference-event writer over the platform database (batched, never blocking)."""
+    from atoll.db import make_engine, make_session_factory
+    from atoll.events import BatchWriter, InferenceEvent
+
+    if database_url.startswith("postgresql"):
+        engine = make_engine(database_url, connect_args={"connect_timeout": 3})
+    else:
+        engine = make_engine(database_url)
+    return BatchWriter(make_session_factory(engine), InferenceEvent, max_batch=500, flush_seconds=0.25)
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Unlike uvicorn's own handler, do not re-raise the signal after shutdown: a drained
+        # server exits 0, which is what a Kubernetes rollout expects.
+        self._on_exit()
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def run_server(
+    config: ServerConfig,
+    *,
+    host: str,
+    port: int,
+    database_url: str,
+    drain_seconds: float = 30.0,
+) -> None:
+    server = ModelServer(config, writer_factory=lambda: make_event_writer(database_url))
+    uvicorn_config = uvicorn.Config(
+        create_app(server),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(drain_seconds),
+        backlog=2048,
+        lifespan="on",
+    )
+    log.info("serving", extra={"build": str(config.build_dir), "url": f"http://{host}:{port}"})
+    _DrainingServer(uvicorn_config, server.begin_drain).run()

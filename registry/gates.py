@@ -37,7 +37,7 @@ class GateFacts:
 
 
 def _role(gates: Gates, facts: GateFacts) -> GateResult:
-    needed = Role(gates.required_role)
+    needed = Role(gates.required_role or Role.engineer)
     passed = facts.actor_role.rank >= needed.rank
     reason = f"{facts.actor} is {facts.actor_role}; {needed} or above required"
     return GateResult(gate="role", passed=passed, reason=reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 from atoll.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at" lines
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
@@ -53,6 +55,36 @@ class ModelDetails:
     flavors: list[str]
     signature: dict[str, Any] | None
     input_example: dict[str, Any] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A version's MLflow model downloaded for a build: where it is and what its MLmodel says."""
+
+    path: Path
+    flavors: list[str]
+    input_example: Any | None  # numpy array, DataFrame, dict... as MLflow saved it; None if none
+    input_columns: list[str] | None  # a column-based signature's names, in order
+    integer_columns: list[bool] | None  # per input column: the signature says integer/long
+
+
+@contextmanager
+def _deserialization_allowed() -> Iterator[None]:
+    """MLflow 3.17 refuses to unpickle (or un-skops) a model unless this is set.
+
+    Builds load the versions people registered through Atoll (registrar scope) or straight
+    into MLflow: the platform trusts its registry. Only the worker's build jobs load models.
+    """
+    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+    before = os.environ.get(key)
+    os.environ[key] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def _model(m: Any) -> MlflowModel:
@@ -222,19 +254,136 @@ class MlflowRegistry:
         return self._call("upload a model", log)
 
     def details(self, name: str, version: str) -> ModelDetails:
-        """Flavors and signature from the version's MLmodel file."""
-        from mlflow.models import get_model_info
+        """Flavors and signature from the version's MLmodel file (only that file is fetched)."""
+        import tempfile
 
-        info = self._call(
-            f"read the MLmodel of {name} v{version}",
-            lambda: get_model_info(f"models:/{name}/{version}"),
-        )
+        from mlflow.artifacts import download_artifacts
+        from mlflow.models import Model
+
+        uri = self._call(f"find the model files of {name} v{version}", lambda: self._files_uri(name, version))
+        with tempfile.TemporaryDirectory(prefix="atoll-mlmodel-") as work:
+            path = self._call(
+                f"read the MLmodel of {name} v{version}",
+                lambda: download_artifacts(
+                    artifact_uri=f"{uri.rstrip('/')}/MLmodel",
+                    dst_path=work,
+                    tracking_uri=self.uri,
+                    registry_uri=self.uri,
+                ),
+            )
+            info = Model.load(path)
         signature = info.signature.to_dict() if info.signature is not None else None
         return ModelDetails(
             flavors=sorted(info.flavors),
             signature=signature,
             input_example=info.saved_input_example_info,
         )
+
+    # --- builds -----------------------------------------------------------------------
+
+    def download_model(self, name: str, version: str, into: Path) -> LocalModel:
+        """Download a version's model files and read its MLmodel (flavors, example, signature)."""
+        from mlflow.artifacts import download_artifacts
+        from mlflow.models import Model
+
+        into.mkdir(parents=True, exist_ok=True)
+        uri = self._call(f"find the model files of {name} v{version}", lambda: self._files_uri(name, version))
+        local = Path(
+            self._call(
+                f"download {name} v{version} ({uri})",
+                lambda: download_artifacts(
+                    artifact_uri=uri, dst_path=str(into), tracking_uri=self.uri, registry_uri=self.uri
+                ),
+            )
+        )
+        try:
+            info = Model.load(str(local))
+            example = info.load_input_example(str(local)) if info.saved_input_example_info else None
+        except Exception as exc:
+            raise InvalidInput(
+                f"{name} v{version}: cannot read its MLmodel or input example ({exc})"
+            ) from None
+        columns: list[str] | None = None
+        integers: list[bool] | None = None
+        if info.signature is not None and not info.signature.inputs.is_tensor_spec():
+            names = info.signature.inputs.input_names()
+            if all(isinstance(n, str) for n in names):
+                columns = [str(n) for n in names]
+                integers = [str(t) in {"integer", "long"} for t in info.signature.inputs.input_types()]
+        return LocalModel(
+            path=local,
+            flavors=sorted(info.flavors),
+            input_example=example,
+            input_columns=columns,
+            integer_columns=integers,
+        )
+
+    def _files_uri(self, name: str, version: str) -> str:
+        """The storage URI of a version's files (not `models:/name/v`, which MLflow resolves
+        against the process-wide registry URI, not this server's).
+
+        MLflow 3 logs models as LoggedModels, so a version registered from
+        `runs:/<run>/<name>` may have no files under the run's own artifacts: resolve it the
+        way `mlflow.register_model` does (the run's newest logged model of that name). An
+        uploaded model (files under the run) uses the version's download URI.
+        """
+        found = self._client.get_model_version(name, version)
+        model_id = getattr(found, "model_id", None)
+        source = str(found.source or "")
+        if not model_id and source.startswith("runs:/"):
+            run_id, _, artifact_path = source.removeprefix("runs:/").partition("/")
+            run = self._client.get_run(run_id)
+            logged = [
+                m
+                for m in self._client.search_logged_models(
+                    experiment_ids=[run.info.experiment_id],
+                    filter_string=f"name = '{artifact_path}'",
+                    max_results=100,
+                )
+                if m.source_run_id == run_id
+            ]
+            if logged:
+                model_id = max(logged, key=lambda m: int(m.creation_timestamp or 0)).model_id
+        if model_id:
+            return str(self._client.get_logged_model(model_id).artifact_location)
+        return str(self._client.get_model_version_download_uri(name, version))
+
+    @staticmethod
+    def load_sklearn(model: LocalModel) -> Any:
+        """The fitted scikit-learn estimator. skops-saved models are loaded with the trusted
+        types their MLmodel lists (`skops_trusted_types`, given when the model was logged)."""
+        import mlflow.sklearn
+
+        try:
+            with _deserialization_allowed():
+                return mlflow.sklearn.load_model(str(model.path))
+        except Exception as exc:
+            raise InvalidInput(f"cannot load the scikit-learn model: {str(exc)[:400]}") from None
+
+    @staticmethod
+    def load_pyfunc(model: LocalModel) -> Any:
+        """The model as `mlflow.pyfunc` serves it (any flavor with a python_function entry)."""
+        import mlflow.pyfunc
+
+        try:
+            with _deserialization_allowed():
+                return mlflow.pyfunc.load_model(str(model.path))
+        except Exception as exc:
+            raise InvalidInput(f"cannot load the model with mlflow.pyfunc: {str(exc)[:400]}") from None
+
+    def log_build(self, run_id: str, directory: Path, artifact_path: str) -> str:
+        """Log a build directory as artifacts of the version's run; returns their URI."""
+        self._call(
+            f"log build artifacts to run {run_id}",
+            lambda: self._client.log_artifacts(run_id, str(directory), artifact_path=artifact_path),
+        )
+        return f"runs:/{run_id}/{artifact_path}"
+
+    def list_artifacts(self, run_id: str, path: str) -> list[str]:
+        found = self._call(
+            f"list artifacts of run {run_id}", lambda: self._client.list_artifacts(run_id, path)
+        )
+        return [f.path for f in found]
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         run = self._call(f"read run {run_id}", lambda: self._client.get_run(run_id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from atoll.db import Base, utcnow
@@ -150,3 +150,12 @@ class Build(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # Added by 0003 (see registry/builds.py and docs/backends.md):
+    format: Mapped[str | None] = mapped_column(String(16))  # onnx | pyfunc (CPU-only fallback)
+    provider: Mapped[str | None] = mapped_column(String(64))  # the ORT provider parity actually ran on
+    emulated: Mapped[bool] = mapped_column(default=False, server_default=false())
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    mlflow_artifact_uri: Mapped[str | None] = mapped_column(Text)  # runs:/<run>/atoll-builds/<backend>
+    job_id: Mapped[int | None]
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None]

@@ -41,6 +41,13 @@ class GatesFailed(AtollError):
 # --- policies ----------------------------------------------------------------------------
 
 
+def _with_role(gates: Gates, alias: str) -> Gates:
+    """Unset `required_role` means the alias's built-in role: adding a metric gate to
+    `production` must not quietly drop its approver requirement."""
+    built_in = BUILT_IN_POLICIES.get(alias, PolicyIn()).gates.required_role or "engineer"
+    return gates.model_copy(update={"required_role": gates.required_role or built_in})
+
+
 def effective_policy(session: Session, name: str, alias: str) -> PolicyRead:
     """The model's own policy for the alias, else the `*` default, else the built-in one."""
     for model_name, source in ((name, "model"), (DEFAULT_MODEL, "default")):
@@ -50,11 +57,18 @@ def effective_policy(session: Session, name: str, alias: str) -> PolicyRead:
             )
         )
         if row is not None:
+            gates = _with_role(Gates(**row.gates), alias)
             return PolicyRead(
-                model_name=name, alias=alias, source=source, protected=row.protected, gates=Gates(**row.gates)
+                model_name=name, alias=alias, source=source, protected=row.protected, gates=gates
             )
     built_in = BUILT_IN_POLICIES.get(alias, PolicyIn())
-    return PolicyRead(model_name=name, alias=alias, source="built-in", **built_in.model_dump())
+    return PolicyRead(
+        model_name=name,
+        alias=alias,
+        source="built-in",
+        protected=built_in.protected,
+        gates=_with_role(built_in.gates, alias),
+    )
 
 
 def set_policy(session: Session, *, actor: Principal, name: str, alias: str, body: PolicyIn) -> PolicyRead:

@@ -107,7 +107,10 @@ class Gates(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    required_role: Literal["engineer", "approver", "admin"] = "engineer"
+    required_role: Literal["engineer", "approver", "admin"] | None = Field(
+        default=None,
+        description="Unset: the alias's built-in role (approver for production, else engineer)",
+    )
     builds: list[str] = Field(default_factory=list, description="Backends that need a successful build")
     metrics: list[MetricGate] = Field(default_factory=list)
     ab_evidence: bool = Field(default=False, description="A concluded A/B where it won or was non-inferior")

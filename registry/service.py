@@ -16,7 +16,7 @@ from atoll import audit
 from atoll.auth.models import User
 from atoll.auth.policy import Principal, Scope
 from atoll.errors import Forbidden, InvalidInput, NotFound
-from atoll.registry import names
+from atoll.registry import builds, names
 from atoll.registry.lineage import lineage_from_tags, lineage_tags
 from atoll.registry.mlflow_adapter import MlflowRegistry
 from atoll.registry.models import CachedAlias, CachedModel, CachedModelTag, CachedVersion
@@ -190,6 +190,7 @@ def _register(
         target_id=f"{name}/{created.version}",
         summary={"source": source, "run_id": run_id, "lineage": body.lineage},
     )
+    builds.enqueue_builds(session, name=name, version=int(created.version), actor=actor)  # every backend
     return get_version(session, name, int(created.version))
 
 

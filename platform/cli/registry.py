@@ -229,6 +229,68 @@ def approve(
     console.print(f"approved {model} v{version} for @{alias}")
 
 
+_STATUS_STYLE = {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _p50(build: dict[str, Any], batch: int) -> str:
+    found = ((build.get("latency") or {}).get(f"batch_{batch}") or {}).get("p50_ms")
+    return "—" if found is None else f"{found:.3f}"
+
+
+def builds(
+    model: str,
+    version: int,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Queue new builds (Deployer)")] = False,
+    backend: Annotated[
+        list[str] | None, typer.Option("--backend", help="Only this backend (repeatable)")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every attempt, not the newest per backend")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The version's builds per backend: status, precision, provider, parity, latency.
+
+    Exit 1 when a shown build failed (so CI can check builds); `--json` has the notes.
+    """
+    path = f"/api/v1/models/{_path(model)}/versions/{version}/builds"
+    if rebuild:
+        body = {"backends": backend} if backend else {}
+        found = _call(lambda: client().post(path, body), as_json=as_json)
+    else:
+        found = _call(lambda: client().get(path), as_json=as_json)
+        if backend:
+            found = [b for b in found if b["backend"] in backend]
+        if not every:
+            newest: dict[str, dict[str, Any]] = {}
+            for build in found:  # newest first
+                newest.setdefault(build["backend"], build)
+            found = list(newest.values())
+    if as_json:
+        emit_json(found)
+    else:
+        table(
+            found,
+            [
+                ("backend", "backend"),
+                ("status", lambda b: _STATUS_STYLE.get(b["status"], b["status"])),
+                ("build", lambda b: f"#{b['id']} {b['format'] or ''} {b['precision'] or ''}".strip()),
+                ("provider", lambda b: (b["provider"] or "—").removesuffix("ExecutionProvider")),
+                ("emulated", lambda b: "yes" if b["emulated"] else "no"),
+                ("max abs diff", lambda b: _num((b["parity"] or {}).get("max_abs_diff"))),
+                ("labels", lambda b: _num((b["parity"] or {}).get("label_agreement"), 5)),
+                ("p50 ms b1", lambda b: _p50(b, 1)),
+                ("p50 ms b64", lambda b: _p50(b, 64)),
+                ("error", lambda b: b["error"] or ""),
+            ],
+            title=f"{model} v{version}: builds" + (" (queued)" if rebuild else ""),
+        )
+    if any(b["status"] == "failed" for b in found):
+        raise typer.Exit(1)
+
+
 @policy_app.command("show")
 def policy_show(model: str, alias: str, as_json: JsonFlag = False) -> None:
     """The gates that apply to MODEL@ALIAS (`*` for the default)."""
@@ -260,3 +322,4 @@ def register(app: typer.Typer) -> None:
     app.command()(history)
     app.command()(rollback)
     app.command()(approve)
+    app.command("builds")(builds)

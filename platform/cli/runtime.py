@@ -29,6 +29,13 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
             return full_sync(session, registry).__dict__
 
         handlers[SYNC_JOB] = sync
+
+        from atoll.backends import cached_catalog
+        from atoll.registry.builds import BUILD_JOB
+        from atoll.registry.builds import handler as build_handler
+
+        catalog = cached_catalog(settings.backends_file)
+        handlers[BUILD_JOB] = build_handler(registry, catalog, settings.data_dir)
     return handlers
 
 

@@ -52,7 +52,9 @@ def serve(
         fail("give a BUILD_DIR or --model-uri models:/NAME/VERSION (one of them)", 2)
     with tempfile.TemporaryDirectory(prefix="atoll-serve-") as scratch:
         if model_uri is not None:
-            build_dir = _build_on_the_fly(model_uri, backend, Path(scratch), settings.mlflow_tracking_uri)
+            build_dir = _build_on_the_fly(
+                model_uri, backend, Path(scratch), settings.mlflow_tracking_uri, settings.backends_file
+            )
         assert build_dir is not None
         if not build_dir.is_dir():
             fail(f"{build_dir} is not a directory", 2)
@@ -76,17 +78,23 @@ def serve(
         )
 
 
-def _build_on_the_fly(model_uri: str, backend: str, scratch: Path, tracking_uri: str) -> Path:
-    try:
-        from atoll.registry import convert
-    except ImportError:
-        fail("--model-uri needs atoll.registry.convert, which this installation lacks; pass a BUILD_DIR", 1)
+def _build_on_the_fly(
+    model_uri: str, backend: str, scratch: Path, tracking_uri: str, backends_file: Path | None
+) -> Path:
+    from atoll.backends import cached_catalog
+    from atoll.errors import AtollError
+    from atoll.registry.builds import build_for_serving
+    from atoll.registry.mlflow_adapter import MlflowRegistry
+
+    if not tracking_uri:
+        fail("--model-uri needs ATOLL_MLFLOW_TRACKING_URI (the MLflow server holding the model)", 2)
     console.print(f"building {model_uri} for backend {backend} into {scratch} ...", highlight=False)
-    build = getattr(convert, "build_for_serving", None)
-    if build is None:
-        fail("atoll.registry.convert has no build_for_serving(); pass a BUILD_DIR", 1)
-    result = build(model_uri, backend, scratch, tracking_uri=tracking_uri or None)
-    return Path(result)
+    try:
+        return build_for_serving(
+            MlflowRegistry(tracking_uri), cached_catalog(backends_file), model_uri, backend, scratch
+        )
+    except AtollError as exc:
+        fail(exc.detail, 2 if exc.status in {404, 422} else 6)
 
 
 def register(app: typer.Typer) -> None:

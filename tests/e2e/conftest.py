@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "e2e-admin-password-4f7c1a"  # a throwaway instance's first admin
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0  # `atoll up` starts its embedded MLflow first (about 30 s)
 STOP_TIMEOUT_S = 10.0
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -43,6 +43,7 @@ class Platform:
     admin_username: str
     admin_password: str
     data_dir: Path
+    mlflow_url: str
 
 
 def _free_port() -> int:
@@ -60,7 +61,7 @@ def _atoll_command() -> list[str]:
     return [str(script)]
 
 
-def _child_env(data_dir: Path) -> dict[str, str]:
+def _child_env(data_dir: Path, mlflow_port: int) -> dict[str, str]:
     """The parent's environment without its ATOLL_ settings (an unknown one stops start-up)."""
     env = {
         key: value
@@ -71,6 +72,7 @@ def _child_env(data_dir: Path) -> dict[str, str]:
         ATOLL_DATA_DIR=str(data_dir),
         ATOLL_ADMIN_PASSWORD=ADMIN_PASSWORD,
         ATOLL_LOG_FORMAT="text",
+        ATOLL_EMBEDDED_MLFLOW_PORT=str(mlflow_port),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -92,13 +94,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """`atoll up` on a free loopback port, in a fresh working and data directory."""
     workdir = tmp_path_factory.mktemp("atoll-up")
     data_dir = workdir / "data"
-    port = _free_port()
+    port, mlflow_port = _free_port(), _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "atoll-up.log"
     command = [*_atoll_command(), "up", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=workdir, env=_child_env(data_dir), stdout=log, stderr=subprocess.STDOUT
+            command, cwd=workdir, env=_child_env(data_dir, mlflow_port), stdout=log, stderr=subprocess.STDOUT
         )
 
     def output() -> str:
@@ -117,7 +119,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             if time.monotonic() > deadline:
                 pytest.fail(f"`atoll up` did not answer /healthz in {START_TIMEOUT_S:.0f} s:\n{output()}")
             time.sleep(0.1)
-        yield Platform(url, ADMIN_USERNAME, ADMIN_PASSWORD, data_dir)
+        yield Platform(url, ADMIN_USERNAME, ADMIN_PASSWORD, data_dir, f"http://127.0.0.1:{mlflow_port}")
     finally:
         _stop(process)
 

@@ -149,6 +149,20 @@ class TestGates:
         assert staging.status_code == 200, staging.text
         assert _alias(mlflow_uri, name, "staging") == "1"
 
+    def test_a_metrics_only_policy_keeps_productions_approver_role(
+        self, registry_client: TestClient, admin: Caller, make_caller: MakeCaller, model: Register
+    ) -> None:
+        name = model(0.95)
+        _set_policy(
+            registry_client, admin, name, "production",
+            {"protected": True, "gates": {"metrics": [{"name": "auc", "threshold": 0.9}]}},
+        )  # fmt: skip
+        policy = registry_client.get(f"/api/v1/models/{name}/policies/production", headers=admin.headers).json()
+        assert policy["gates"]["required_role"] == "approver"
+        engineer = make_caller("eng2", Role.engineer)
+        refused = _promote(registry_client, engineer, name, 1)
+        assert refused.status_code == 412 and "approver or above required" in refused.json()["detail"]
+
     def test_force_is_admin_only_and_audited(
         self, registry_client: TestClient, admin: Caller, make_caller: MakeCaller, model: Register, mlflow_uri: str
     ) -> None:

@@ -62,7 +62,9 @@ def test_the_list_shows_models_and_filters_them(
     ranker, scorer = _name(), _name()
     _register(client, admin, ranker, log_model(), team="search")
     _register(client, admin, scorer, log_model(), team="fraud")
-    tagged = client.patch(f"/api/v1/models/{ranker}", headers=admin.headers, json={"set": {"task": "ranking"}})
+    tagged = client.patch(
+        f"/api/v1/models/{ranker}", headers=admin.headers, json={"set": {"task": "ranking"}}
+    )
     assert tagged.status_code == 200, tagged.text
     page = client.get("/models")
     assert ranker in page.text and scorer in page.text
@@ -92,7 +94,9 @@ def test_model_and_version_pages_show_versions_lineage_and_history(
     }
     _register(client, admin, name, log_model(), description="the ranker", lineage=lineage)
     _register(client, admin, name, log_model(seed=1))
-    moved = client.post(f"/models/{name}/versions/1/promote", data={"alias": "staging", "reason": "try"}, headers=csrf)
+    moved = client.post(
+        f"/models/{name}/versions/1/promote", data={"alias": "staging", "reason": "try"}, headers=csrf
+    )
     assert moved.status_code == 200 and 'data-testid="promoted"' in moved.text, moved.text
 
     model_page = client.get(f"/models/{name}")
@@ -107,7 +111,9 @@ def test_model_and_version_pages_show_versions_lineage_and_history(
     assert version_page.status_code == 200
     for value in ("the ranker", "0123456789abcdef0123", "acme/ranker", "s3://data/ranker/2024-06", "main"):
         assert value in version_page.text
-    assert "No builds yet" in version_page.text
+    builds = version_page.text.split('data-testid="builds"', 1)[1].split("</section>", 1)[0]
+    assert "<code>cpu</code>" in builds, "registration queues a build per backend"
+    assert "model_name=" not in version_page.text, "the footer shows Atoll's version, not the model's"
     assert "sklearn" in version_page.text, "the flavors from the MLmodel file"
     assert client.get(f"/models/{name}/versions/9").status_code == 404
 
@@ -130,7 +136,9 @@ def test_failing_gates_are_shown_with_reasons_and_move_nothing(
     name = _name()
     _register(client, admin, name, log_model(metrics={"auc": 0.7}))
     policy = {"protected": True, "gates": {"metrics": [{"name": "auc", "op": ">=", "threshold": 0.9}]}}
-    assert client.put(f"/api/v1/models/{name}/policies/production", headers=admin.headers, json=policy).is_success
+    assert client.put(
+        f"/api/v1/models/{name}/policies/production", headers=admin.headers, json=policy
+    ).is_success
     refused = client.post(f"/models/{name}/versions/1/promote", data={"alias": "production"}, headers=csrf)
     assert refused.status_code == 200
     assert "Not promoted" in refused.text
@@ -172,7 +180,9 @@ def test_an_approver_records_an_approval(
     approved = client.post(f"/models/{name}/versions/1/approve", data={"alias": "production"}, headers=csrf)
     assert approved.status_code == 200 and "Approved v1 for @production" in approved.text
     evidence = client.get(f"/api/v1/models/{name}/versions/1/evidence", headers=admin.headers).json()
-    assert [(e["kind"], e["status"], e["recorded_by"]) for e in evidence] == [("approval", "approved", "root")]
+    assert [(e["kind"], e["status"], e["recorded_by"]) for e in evidence] == [
+        ("approval", "approved", "root")
+    ]
 
 
 def test_portal_mutations_without_csrf_are_refused(

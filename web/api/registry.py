@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile, status
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -20,8 +20,9 @@ from atoll import audit
 from atoll.auth.policy import Principal, Scope
 from atoll.db import unit_of_work
 from atoll.errors import InvalidInput, Unauthenticated, Unavailable
+from atoll.registry import builds, names, promotion, service, webhooks
 from atoll.registry import evidence as evidence_service
-from atoll.registry import names, promotion, service, webhooks
+from atoll.registry.builds import BuildRead, BuildsRequest
 from atoll.registry.mlflow_adapter import MlflowRegistry
 from atoll.registry.schemas import (
     AliasMoveRead,
@@ -41,7 +42,17 @@ from atoll.registry.schemas import (
 )
 from atoll.registry.sync import full_sync, sync_model
 from atoll.schemas import Page
-from atoll.web.deps import Authorize, Deployer, PageDep, Promoter, Reader, Registrar, SessionDep, SettingsDep
+from atoll.web.deps import (
+    Authorize,
+    CatalogDep,
+    Deployer,
+    PageDep,
+    Promoter,
+    Reader,
+    Registrar,
+    SessionDep,
+    SettingsDep,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 MAX_UPLOAD_BYTES = 2 * 1024**3
@@ -229,6 +240,35 @@ def record_evidence(
 ) -> EvidenceRead:
     row = evidence_service.record(session, actor=principal, name=name, version=version, body=body)
     return EvidenceRead.model_validate(row)
+
+
+@router.get("/models/{name}/versions/{version}/builds")
+def list_builds(name: ModelName, version: int, principal: Reader, session: SessionDep) -> list[BuildRead]:
+    """Every build of the version, newest first (one per backend and attempt)."""
+    service.get_version(session, name, version)
+    return [BuildRead.model_validate(b) for b in builds.list_builds(session, name, version)]
+
+
+@router.post("/models/{name}/versions/{version}/builds", status_code=status.HTTP_202_ACCEPTED)
+def rebuild(
+    name: ModelName,
+    version: int,
+    principal: Deployer,
+    session: SessionDep,
+    catalog: CatalogDep,
+    body: Annotated[BuildsRequest | None, Body()] = None,
+) -> list[BuildRead]:
+    """Queue new builds (all backends, or `backends`); the worker runs them."""
+    service.get_version(session, name, version)
+    queued = builds.enqueue_builds(
+        session,
+        name=name,
+        version=version,
+        backends=body.backends if body else None,
+        actor=principal,
+        catalog=catalog,
+    )
+    return [BuildRead.model_validate(b) for b in queued]
 
 
 @router.get("/models/{name}/policies/{alias}")

@@ -15,14 +15,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from atoll.auth.policy import Principal, Scope
 from atoll.errors import AtollError, Forbidden, Unavailable
+from atoll.registry import builds, names, promotion, service
 from atoll.registry import evidence as evidence_service
-from atoll.registry import names, promotion, service
 from atoll.registry.mlflow_adapter import MlflowRegistry
-from atoll.registry.models import Build
 from atoll.registry.schemas import EvidenceIn, GateResult
 from atoll.web.deps import SessionDep
 from atoll.web.portal.render import render
@@ -147,17 +145,14 @@ def version_page(
 ) -> Response:
     names.check_model_name(name)
     found = service.get_version(session, name, version)
-    builds = session.scalars(
-        select(Build).where(Build.model_name == name, Build.version == version).order_by(Build.id.desc())
-    ).all()
     return render(
         request,
         "registry/version.html",
         principal=principal,
         model=service.get_model(session, name),
-        version=found,
+        mv=found,  # not `version`: the base template's footer shows Atoll's version
         evidence=evidence_service.for_version(session, name, version),
-        builds=builds,
+        builds=builds.list_builds(session, name, version),
         details=_details(request, name, version),
         can_deploy=principal.can(Scope.deploy),
         can_approve=principal.can(Scope.promote),
@@ -219,7 +214,7 @@ def approve(
         "registry/_approved.html",
         principal=principal,
         alias=alias,
-        version=version,
+        approved_version=version,
         evidence=evidence_service.for_version(session, name, version),
     )
 

@@ -1,0 +1,224 @@
+"""scikit-learn → ONNX, and the precisions the backends run (fp32, fp16, int8).
+
+Pure conversion: models in, models out, no I/O beyond a temporary file that
+`quantize_dynamic` needs. Known pitfalls handled here, each measured (see
+/work/shared/STACK.md and docs/backends.md):
+
+- skl2onnx writes the default opset twice for some models (linear ones); `quantize_dynamic`
+  then fails with "Failed to find proper ai.onnx domain" → `dedupe_opsets`.
+- onnxconverter-common's fp16 pass drops a no-op input `Cast` (float → float, as skl2onnx
+  writes for MLPs) and then leaves a float input feeding fp16 weights → `drop_noop_casts`
+  before converting.
+- ONNX-ML operators (TreeEnsemble*, LinearClassifier, ...) have no fp16 or int8 kernels: the
+  fp16 pass leaves them fp32 (it would only round their outputs), `quantize_dynamic` rewrites
+  MatMul/Gemm only. The conversion reports how many compute nodes it changed, and fp16 falls
+  back to the fp32 graph when it changes none (the gpu backend runs fp32 too).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from atoll.backends import Precision
+
+ONNX_INPUT = "input"
+# Nodes that are not arithmetic: moving them to fp16 changes nothing worth counting.
+_PLUMBING = frozenset({"Cast", "Identity", "Reshape", "Concat", "ArgMax", "ArrayFeatureExtractor", "Shape"})
+_QUANTISED = frozenset(
+    {
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QGemm",
+        "QLinearMatMul",
+    }
+)
+
+
+class ConversionUnsupported(Exception):
+    """No ONNX converter for this model; the message says why (it becomes the build's note)."""
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX graph plus what the model server needs to call it."""
+
+    model: onnx.ModelProto
+    precision: Precision
+    input_name: str
+    n_features: int
+    output_names: list[str]
+    label_output: str | None = None
+    proba_output: str | None = None
+    classes: list[int | str] | None = None
+    notes: list[str] = field(default_factory=list)
+    changed_nodes: int = 0  # compute nodes the precision pass rewrote (0 for fp32)
+    compute_nodes: int = 0
+
+    def derive(self, model: onnx.ModelProto, precision: Precision, note: str, changed: int) -> OnnxModel:
+        return OnnxModel(
+            model=model,
+            precision=precision,
+            input_name=self.input_name,
+            n_features=self.n_features,
+            output_names=self.output_names,
+            label_output=self.label_output,
+            proba_output=self.proba_output,
+            classes=self.classes,
+            notes=[*self.notes, note] if note else list(self.notes),
+            changed_nodes=changed,
+            compute_nodes=self.compute_nodes,
+        )
+
+
+def is_classifier(estimator: Any) -> bool:
+    return hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_")
+
+
+def _plain(value: Any) -> int | str:
+    item = value.item() if isinstance(value, np.generic) else value
+    if isinstance(item, bool | int):
+        return int(item)
+    return str(item)
+
+
+def dedupe_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Keep one `opset_import` per domain (the highest version); returns the same model."""
+    best: dict[str, int] = {}
+    for opset in model.opset_import:
+        domain = "" if opset.domain == "ai.onnx" else opset.domain
+        best[domain] = max(best.get(domain, 0), opset.version)
+    if len(best) != len(model.opset_import):
+        del model.opset_import[:]
+        model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in best.items())
+    return model
+
+
+def drop_noop_casts(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove `Cast` nodes that cast a graph input to the type it already has."""
+    inputs = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    outputs = {o.name for o in model.graph.output}
+    renamed: dict[str, str] = {}
+    kept = []
+    for node in model.graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if (
+            node.op_type == "Cast"
+            and node.input[0] in inputs
+            and inputs[node.input[0]] == to
+            and node.output[0] not in outputs
+        ):
+            renamed[node.output[0]] = node.input[0]
+        else:
+            kept.append(node)
+    if renamed:
+        for node in kept:
+            for i, name in enumerate(node.input):
+                node.input[i] = renamed.get(name, name)
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    return model
+
+
+def compute_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type not in _PLUMBING]
+
+
+def sklearn_to_onnx(estimator: Any, n_features: int) -> OnnxModel:
+    """fp32 ONNX of a fitted scikit-learn estimator with one float input of `n_features`.
+
+    Classifiers get `zipmap: False`, so the outputs are a label tensor and a probability
+    matrix (not a list of dicts).
+    """
+    from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
+    from skl2onnx.common.data_types import FloatTensorType  # type: ignore[import-untyped]
+
+    classifier = is_classifier(estimator)
+    options = {id(estimator): {"zipmap": False}} if classifier else None
+    try:
+        model = convert_sklearn(
+            estimator,
+            initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],
+            options=options,
+        )
+    except Exception as exc:  # skl2onnx raises several unrelated types for "no converter"
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ConversionUnsupported(f"skl2onnx cannot convert {type(estimator).__name__}: {reason}") from None
+    dedupe_opsets(model)
+    outputs = [o.name for o in model.graph.output]
+    converted = OnnxModel(
+        model=model,
+        precision="fp32",
+        input_name=ONNX_INPUT,
+        n_features=n_features,
+        output_names=outputs,
+        compute_nodes=len(compute_nodes(model)),
+    )
+    if classifier:
+        converted.label_output = outputs[0]
+        converted.proba_output = outputs[1] if len(outputs) > 1 else None
+        converted.classes = [_plain(c) for c in np.asarray(estimator.classes_).ravel()]
+    return converted
+
+
+def to_fp16(fp32: OnnxModel) -> OnnxModel:
+    """fp16 weights and arithmetic where ONNX has fp16 kernels; inputs/outputs stay float32.
+
+    When no compute node can run in fp16 (tree and linear ONNX-ML operators) the fp32
+    graph is returned with a note: converting would only round the outputs.
+    """
+    from onnxconverter_common import float16  # type: ignore[import-untyped]
+
+    block = set(float16.DEFAULT_OP_BLOCK_LIST)
+    convertible = [
+        n for n in compute_nodes(fp32.model) if n.domain in ("", "ai.onnx") and n.op_type not in block
+    ]
+    if not convertible:
+        ops = sorted({n.op_type for n in compute_nodes(fp32.model)})
+        return fp32.derive(
+            fp32.model,
+            "fp32",
+            f"fp16: no operator of this graph has an fp16 kernel ({', '.join(ops)}); kept fp32",
+            0,
+        )
+    source = drop_noop_casts(onnx.ModelProto.FromString(fp32.model.SerializeToString()))
+    model = float16.convert_float_to_float16(source, keep_io_types=True)
+    dedupe_opsets(model)
+    note = f"fp16: {len(convertible)} of {fp32.compute_nodes} compute nodes run in fp16"
+    return fp32.derive(model, "fp16", note, len(convertible))
+
+
+def to_int8(fp32: OnnxModel) -> OnnxModel:
+    """Dynamic int8 quantisation (QInt8 weights, activations quantised at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
+
+    with tempfile.TemporaryDirectory(prefix="atoll-int8-") as work:
+        source, target = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
+        onnx.save(dedupe_opsets(onnx.ModelProto.FromString(fp32.model.SerializeToString())), source)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        model = onnx.load(target)
+    quantised = sum(n.op_type in _QUANTISED for n in model.graph.node)
+    if quantised:
+        note = f"int8: {quantised} MatMul/Gemm nodes quantised (QInt8, dynamic)"
+    else:
+        ops = sorted({n.op_type for n in compute_nodes(fp32.model)})
+        note = f"int8: quantize_dynamic found no MatMul/Gemm to quantise ({', '.join(ops)} stay fp32)"
+    return fp32.derive(dedupe_opsets(model), "int8", note, quantised)
+
+
+def at_precision(fp32: OnnxModel, precision: Precision) -> OnnxModel:
+    """The model a backend runs at `precision` (one of the catalog's precisions)."""
+    if precision == "fp32":
+        return fp32
+    if precision == "fp16":
+        return to_fp16(fp32)
+    if precision == "int8":
+        return to_int8(fp32)
+    raise ConversionUnsupported(f"no {precision} conversion is implemented (fp32, fp16 and int8 are)")

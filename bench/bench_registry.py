@@ -32,8 +32,8 @@ TEAMS = [f"team-{i}" for i in range(10)]
 def populate(db: Path, models: int, versions: int) -> None:
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
-    store = SqlAlchemyStore(f"sqlite:///{db}")  # creates MLflow's schema
-    store.create_registered_model("seed")
+    store = SqlAlchemyStore(f"sqlite:///{db}")  # type: ignore[no-untyped-call]  # creates the schema
+    store.create_registered_model("seed")  # type: ignore[no-untyped-call]
     store.create_model_version("seed", source="s3://models/seed/1", run_id=None)
     now = int(time.time() * 1000)
     with sqlite3.connect(db) as connection:

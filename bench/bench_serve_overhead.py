@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import load, migrated_sqlite, start_atoll, train, write_build
+from bench_serve import load, migrated_sqlite, start_atoll, train, write_build  # type: ignore[import-not-found]
 
 BATCH = 64
 SECONDS = 8

@@ -350,7 +350,7 @@ def _make(
 
 
 def _pandas() -> Any:
-    import pandas  # type: ignore[import-untyped]  # imported lazily: only build jobs need it
+    import pandas  # imported lazily: only build jobs need it
 
     return pandas
 
@@ -476,7 +476,7 @@ def _onnx_build(
     version: int,
     out: Path,
 ) -> _Outcome:
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     built = at_precision(fp32, backend.default_precision)
     notes = list(built.notes)

@@ -137,8 +137,8 @@ def sklearn_to_onnx(estimator: Any, n_features: int) -> OnnxModel:
     Classifiers get `zipmap: False`, so the outputs are a label tensor and a probability
     matrix (not a list of dicts).
     """
-    from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
-    from skl2onnx.common.data_types import FloatTensorType  # type: ignore[import-untyped]
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
 
     classifier = is_classifier(estimator)
     options = {id(estimator): {"zipmap": False}} if classifier else None
@@ -174,7 +174,7 @@ def to_fp16(fp32: OnnxModel) -> OnnxModel:
     When no compute node can run in fp16 (tree and linear ONNX-ML operators) the fp32
     graph is returned with a note: converting would only round the outputs.
     """
-    from onnxconverter_common import float16  # type: ignore[import-untyped]
+    from onnxconverter_common import float16
 
     block = set(float16.DEFAULT_OP_BLOCK_LIST)
     convertible = [
@@ -197,7 +197,7 @@ def to_fp16(fp32: OnnxModel) -> OnnxModel:
 
 def to_int8(fp32: OnnxModel) -> OnnxModel:
     """Dynamic int8 quantisation (QInt8 weights, activations quantised at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="atoll-int8-") as work:
         source, target = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"

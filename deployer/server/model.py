@@ -124,7 +124,7 @@ def load_manifest(build_dir: Path) -> BuildManifest:
 
 def load_model(build_dir: Path, manifest: BuildManifest, *, threads: int | None = None) -> LoadedModel:
     """Open `model.onnx` with the manifest's provider (or the CPU fallback) and check it."""
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     if manifest.format != "onnx":
         raise ModelLoadError(

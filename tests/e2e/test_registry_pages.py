@@ -38,7 +38,7 @@ def api(platform: Platform) -> Iterator[httpx.Client]:
 def _log_run(mlflow_url: str, auc: float) -> str:
     import mlflow
     import numpy as np
-    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+    from sklearn.linear_model import LogisticRegression
 
     mlflow.set_tracking_uri(mlflow_url)
     features = np.arange(40, dtype=float).reshape(20, 2)

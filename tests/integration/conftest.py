@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from pydantic import SecretStr
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 

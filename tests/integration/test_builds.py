@@ -57,7 +57,7 @@ def _log_gbc(mlflow_uri: str, *, frame: bool) -> str:
     return str(run.info.run_id)
 
 
-class Doubler(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class Doubler(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.Series:
         return model_input["x"] * 2
 

@@ -99,7 +99,7 @@ def test_register_from_github_actions_records_the_lineage(
 def test_register_a_local_model_folder(as_admin: Caller, tmp_path: Path, mlflow_uri: str) -> None:
     import mlflow
     import numpy as np
-    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+    from sklearn.linear_model import LogisticRegression
 
     features = np.arange(40, dtype=float).reshape(20, 2)
     model = LogisticRegression().fit(features, (features[:, 0] > 20).astype(int))

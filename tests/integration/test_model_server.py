@@ -173,7 +173,7 @@ def in_process(trained: Trained) -> tuple[list[int], np.ndarray]:
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == status and body["detail"]
     assert "Traceback" not in response.text
     return body
@@ -182,7 +182,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 class TestPredictions:
     def test_oip_infer_matches_onnxruntime_and_scikit_learn(self, shared: Served, trained: Trained) -> None:
         labels, proba = in_process(trained)
-        body = {
+        body: dict[str, Any] = {
             "id": "req-1",
             "inputs": [{"name": "X", "shape": [40, 30], "datatype": "FP32", "data": trained.rows.tolist()}],
         }

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -44,16 +45,20 @@ def model(registry_client: TestClient, admin: Caller, log_model: Callable[..., s
     return make
 
 
-def _promote(client: TestClient, caller: Caller, name: str, version: int, alias: str = "production", **extra: object):  # type: ignore[no-untyped-def]
-    return client.post(
+def _promote(
+    client: TestClient, caller: Caller, name: str, version: int, alias: str = "production", **extra: object
+) -> httpx.Response:
+    response: httpx.Response = client.post(
         f"/api/v1/models/{name}/aliases/{alias}/promote",
         headers=caller.headers,
         json={"version": version, **extra},
     )
+    return response
 
 
 def _alias(mlflow_uri: str, name: str, alias: str = "production") -> str | None:
-    return MlflowClient(mlflow_uri).get_registered_model(name).aliases.get(alias)
+    found: str | None = MlflowClient(mlflow_uri).get_registered_model(name).aliases.get(alias)
+    return found
 
 
 def _set_policy(client: TestClient, caller: Caller, name: str, alias: str, policy: dict[str, object]) -> None:
@@ -76,7 +81,10 @@ class TestGates:
                 "gates": {
                     "required_role": "approver",
                     "builds": ["gpu"],
-                    "metrics": [{"name": "auc", "op": ">=", "threshold": 0.9}, {"name": "f1", "threshold": 0.5}],
+                    "metrics": [
+                        {"name": "auc", "op": ">=", "threshold": 0.9},
+                        {"name": "f1", "threshold": 0.5},
+                    ],
                     "ab_evidence": True,
                     "no_drift_alert": True,
                     "second_approver": True,
@@ -87,7 +95,11 @@ class TestGates:
         assert response.status_code == 412
         gates = {g["gate"]: g for g in response.json()["gates"]}
         assert gates["role"]["passed"] is True
-        assert gates["build:gpu"] == {"gate": "build:gpu", "passed": False, "reason": "the newest gpu build is queued"}
+        assert gates["build:gpu"] == {
+            "gate": "build:gpu",
+            "passed": False,
+            "reason": "the newest gpu build is queued",
+        }
         assert gates["metric:auc"]["reason"] == "auc = 0.85, required >= 0.9"
         assert "has no metric 'f1'" in gates["metric:f1"]["reason"]
         assert gates["ab_evidence"]["passed"] is False
@@ -118,7 +130,10 @@ class TestGates:
         registry_client.post(evidence, headers=admin.headers, json={"kind": "drift", "status": "alert"})
         blocked = _promote(registry_client, admin, name, 1)
         assert blocked.status_code == 412
-        assert {g["gate"] for g in blocked.json()["gates"] if not g["passed"]} == {"no_drift_alert", "second_approver"}
+        assert {g["gate"] for g in blocked.json()["gates"] if not g["passed"]} == {
+            "no_drift_alert",
+            "second_approver",
+        }
 
         registry_client.post(evidence, headers=admin.headers, json={"kind": "drift", "status": "ok"})
         self_approval = {"kind": "approval", "status": "approved", "summary": {"alias": "production"}}
@@ -157,14 +172,21 @@ class TestGates:
             registry_client, admin, name, "production",
             {"protected": True, "gates": {"metrics": [{"name": "auc", "threshold": 0.9}]}},
         )  # fmt: skip
-        policy = registry_client.get(f"/api/v1/models/{name}/policies/production", headers=admin.headers).json()
+        policy = registry_client.get(
+            f"/api/v1/models/{name}/policies/production", headers=admin.headers
+        ).json()
         assert policy["gates"]["required_role"] == "approver"
         engineer = make_caller("eng2", Role.engineer)
         refused = _promote(registry_client, engineer, name, 1)
         assert refused.status_code == 412 and "approver or above required" in refused.json()["detail"]
 
     def test_force_is_admin_only_and_audited(
-        self, registry_client: TestClient, admin: Caller, make_caller: MakeCaller, model: Register, mlflow_uri: str
+        self,
+        registry_client: TestClient,
+        admin: Caller,
+        make_caller: MakeCaller,
+        model: Register,
+        mlflow_uri: str,
     ) -> None:
         name = model(0.5)
         _set_policy(
@@ -175,7 +197,9 @@ class TestGates:
         assert _promote(registry_client, approver, name, 1, force=True).status_code == 403
         forced = _promote(registry_client, admin, name, 1, force=True, reason="hotfix")
         assert forced.status_code == 200 and forced.json()["forced"] is True
-        audit = registry_client.get("/api/v1/audit", headers=admin.headers, params={"action": "alias."}).json()
+        audit = registry_client.get(
+            "/api/v1/audit", headers=admin.headers, params={"action": "alias."}
+        ).json()
         assert audit["items"][0]["summary"]["forced"] is True
         assert _alias(mlflow_uri, name) == "1"
 
@@ -230,7 +254,11 @@ class TestOneUnit:
         assert response.json()["winner"] == "alice"
 
     def test_a_stale_lock_from_a_crashed_promotion_does_not_block(
-        self, registry_client: TestClient, admin: Caller, model: Register, session_factory: sessionmaker[Session]
+        self,
+        registry_client: TestClient,
+        admin: Caller,
+        model: Register,
+        session_factory: sessionmaker[Session],
     ) -> None:
         name = model(0.9)
         with unit_of_work(session_factory) as session:
@@ -261,7 +289,10 @@ class TestOneUnit:
                 timeout=60,
             )
 
-        threads = [threading.Thread(target=promote, args=(admin, 1)), threading.Thread(target=promote, args=(other, 2))]
+        threads = [
+            threading.Thread(target=promote, args=(admin, 1)),
+            threading.Thread(target=promote, args=(other, 2)),
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -286,7 +317,9 @@ class TestHistory:
         again = _promote(registry_client, admin, name, 2)
         assert again.status_code == 409 and "already points to version 2" in again.json()["detail"]
         rolled = registry_client.post(
-            f"/api/v1/models/{name}/aliases/production/rollback", headers=admin.headers, json={"reason": "regression"}
+            f"/api/v1/models/{name}/aliases/production/rollback",
+            headers=admin.headers,
+            json={"reason": "regression"},
         )
         assert rolled.status_code == 200, rolled.text
         assert (rolled.json()["from_version"], rolled.json()["to_version"]) == (2, 1)
@@ -301,7 +334,9 @@ class TestHistory:
         model_view = registry_client.get(f"/api/v1/models/{name}", headers=admin.headers).json()
         assert model_view["aliases"] == {"production": 1}
 
-    def test_rollback_without_history_is_409(self, registry_client: TestClient, admin: Caller, model: Register) -> None:
+    def test_rollback_without_history_is_409(
+        self, registry_client: TestClient, admin: Caller, model: Register
+    ) -> None:
         name = model(0.9)
         response = registry_client.post(
             f"/api/v1/models/{name}/aliases/production/rollback", headers=admin.headers, json={}

@@ -56,9 +56,13 @@ class TestRegistration:
         assert version["tags"]["atoll.registered_by"] == "root"
         mlflow_version = MlflowClient(registry_client.app.state.mlflow.uri).get_model_version(name, "1")  # type: ignore[attr-defined]
         assert mlflow_version.tags["atoll.lineage.git_commit"] == "abc123"
-        listed = registry_client.get("/api/v1/models", headers=admin.headers, params={"team": "search", "q": name})
+        listed = registry_client.get(
+            "/api/v1/models", headers=admin.headers, params={"team": "search", "q": name}
+        )
         assert [m["name"] for m in listed.json()["items"]] == [name]
-        audit = registry_client.get("/api/v1/audit", headers=admin.headers, params={"action": "model_version."})
+        audit = registry_client.get(
+            "/api/v1/audit", headers=admin.headers, params={"action": "model_version."}
+        )
         assert audit.json()["items"][0]["target_id"] == f"{name}/1"
 
     def test_a_register_scoped_ci_token_registers_but_cannot_promote(
@@ -108,7 +112,9 @@ class TestRegistration:
         before = _audit_count(session_factory)
         with TestClient(registry_app) as test_client:
             response = test_client.post(
-                f"/api/v1/models/{_name()}/versions", headers=admin.headers, json={"model_uri": "s3://b/model"}
+                f"/api/v1/models/{_name()}/versions",
+                headers=admin.headers,
+                json={"model_uri": "s3://b/model"},
             )
         assert response.status_code == 503
         assert "http://127.0.0.1:9" in response.json()["detail"]
@@ -201,7 +207,9 @@ class TestSync:
     ) -> None:
         name = _name()
         MlflowClient(mlflow_uri).create_registered_model(name)
-        body = json.dumps({"entity": "registered_model", "action": "created", "data": {"name": name}}).encode()
+        body = json.dumps(
+            {"entity": "registered_model", "action": "created", "data": {"name": name}}
+        ).encode()
         stamp = str(int(time.time()))
         headers = {
             "X-MLflow-Delivery-Id": "d1",
@@ -210,8 +218,12 @@ class TestSync:
             "content-type": "application/json",
         }
         forged = {**headers, "X-MLflow-Signature": webhooks.sign("wrong", "d1", stamp, body)}
-        assert registry_client.post("/api/v1/webhooks/mlflow", content=body, headers=forged).status_code == 401
-        assert registry_client.post("/api/v1/webhooks/mlflow", content=body, headers=headers).status_code == 204
+        assert (
+            registry_client.post("/api/v1/webhooks/mlflow", content=body, headers=forged).status_code == 401
+        )
+        assert (
+            registry_client.post("/api/v1/webhooks/mlflow", content=body, headers=headers).status_code == 204
+        )
         assert registry_client.get(f"/api/v1/models/{name}", headers=admin.headers).status_code == 200
 
     def test_mlflow_delivers_a_real_webhook_to_the_receiver(
@@ -231,7 +243,9 @@ class TestSync:
             deadline = time.monotonic() + 20
             found = 0
             while time.monotonic() < deadline and found != 200:
-                found = httpx.get(f"{live_registry_url}/api/v1/models/{name}", headers=admin.headers).status_code
+                found = httpx.get(
+                    f"{live_registry_url}/api/v1/models/{name}", headers=admin.headers
+                ).status_code
                 time.sleep(0.2)
             assert found == 200, "MLflow's webhook delivery did not reach Atoll within 20 s"
         finally:

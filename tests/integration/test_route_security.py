@@ -23,7 +23,7 @@ def _walk(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, str]]:
         if included is not None:
             found += _walk(included.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
         elif isinstance(route, APIRoute):
-            found += [(method, prefix + route.path) for method in sorted(route.methods)]
+            found += [(method, prefix + route.path) for method in sorted(route.methods or ())]
         elif isinstance(route, Mount):
             assert route.path in PUBLIC_PATHS, f"mount {route.path} is not listed as public"
         elif getattr(route, "path", None) not in PUBLIC_PATHS:

@@ -66,7 +66,7 @@ def test_concurrent_requests_are_merged_and_each_gets_its_own_rows_in_order() ->
             assert result["first"].tolist() == list(range(int(s), int(s) + n))
         assert batcher.stats.requests == len(sizes)
         await batcher.stop()
-        return results
+        return list(results)
 
     run(main())
     assert len(model.calls) < 8  # 32 requests, merged into a few calls
@@ -123,7 +123,7 @@ def test_a_failing_request_fails_alone() -> None:
                 return_exceptions=True,
             )
         await batcher.stop()
-        return results
+        return list(results)
 
     good, bad, other = run(main())
     assert isinstance(bad, ValueError) and "poisoned" in str(bad)

@@ -187,7 +187,7 @@ def test_drop_noop_casts_rewires_consumers() -> None:
     assert list(model.graph.node[0].input) == ["x"]
 
 
-class _Custom(ClassifierMixin, BaseEstimator):
+class _Custom(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def fit(self, x: np.ndarray, y: np.ndarray) -> _Custom:
         self.classes_ = np.unique(y)
         self.n_features_in_ = x.shape[1]

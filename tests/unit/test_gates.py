@@ -34,7 +34,7 @@ class TestRole:
          (Role.approver, "approver", True), (Role.admin, "approver", True), (Role.approver, "admin", False)],
     )  # fmt: skip
     def test_rank(self, role: Role, needed: str, passed: bool) -> None:
-        assert by_gate(Gates(required_role=needed), facts(actor_role=role))["role"][0] is passed  # type: ignore[arg-type]
+        assert by_gate(Gates(required_role=needed), facts(actor_role=role))["role"][0] is passed
 
     def test_only_configured_gates_are_listed(self) -> None:
         assert list(by_gate(Gates(), facts())) == ["role"]
@@ -55,7 +55,7 @@ class TestMetrics:
         [(">=", 0.91, True), (">", 0.91, False), ("<=", 0.91, True), ("<", 0.91, False), (">=", 0.95, False)],
     )
     def test_operators(self, op: str, threshold: float, passed: bool) -> None:
-        gates = Gates(metrics=[MetricGate(name="auc", op=op, threshold=threshold)])  # type: ignore[arg-type]
+        gates = Gates(metrics=[MetricGate(name="auc", op=op, threshold=threshold)])
         assert by_gate(gates, facts())["metric:auc"][0] is passed
 
     def test_missing_metric_and_missing_run(self) -> None:

@@ -30,7 +30,9 @@ def test_model_names_mlflow_rejects(bad: str, why: str) -> None:
         names.check_model_name(bad)
 
 
-@pytest.mark.parametrize(("bad", "why"), [("latest", "reserved"), ("V3", "reserved"), ("a.b", "letters"), ("", "letters")])
+@pytest.mark.parametrize(
+    ("bad", "why"), [("latest", "reserved"), ("V3", "reserved"), ("a.b", "letters"), ("", "letters")]
+)
 def test_aliases(bad: str, why: str) -> None:
     with pytest.raises(InvalidInput, match=why):
         names.check_alias(bad)

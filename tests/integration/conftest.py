@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -82,6 +83,23 @@ def make_caller(session_factory: sessionmaker[Session]) -> MakeCaller:
         return Caller(username, password, issued.secret)
 
     return make
+
+
+def sign_in(client: TestClient, caller: Caller, page: str = "/") -> dict[str, str]:
+    """Sign in through the login form (with its CSRF cookie); returns the session's htmx
+    CSRF header, read from the page as a browser would."""
+    form = client.get("/login")
+    login_csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert login_csrf is not None
+    signed_in = client.post(
+        "/login",
+        data={"username": caller.username, "password": caller.password, "csrf_token": login_csrf.group(1)},
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    session_csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', client.get(page).text)
+    assert session_csrf is not None
+    return {"X-CSRF-Token": session_csrf.group(1)}
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 
@@ -10,28 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from .conftest import Caller
+from .conftest import Caller, sign_in
 
 
 def _name() -> str:
     return f"portal-{uuid.uuid4().hex[:8]}"
-
-
-def _sign_in(client: TestClient, caller: Caller) -> dict[str, str]:
-    """Sign in through the login form; returns the htmx CSRF header of the session."""
-    form = client.get("/login")
-    login_csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert login_csrf is not None
-    signed_in = client.post(
-        "/login",
-        data={"username": caller.username, "password": caller.password, "csrf_token": login_csrf.group(1)},
-        follow_redirects=False,
-    )
-    assert signed_in.status_code == 303
-    page = client.get("/models")
-    session_csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
-    assert session_csrf is not None
-    return {"X-CSRF-Token": session_csrf.group(1)}
 
 
 def _register(client: TestClient, caller: Caller, name: str, run_id: str, **body: object) -> None:
@@ -43,7 +25,7 @@ def _register(client: TestClient, caller: Caller, name: str, run_id: str, **body
 
 @pytest.fixture
 def portal(registry_client: TestClient, admin: Caller) -> tuple[TestClient, dict[str, str]]:
-    return registry_client, _sign_in(registry_client, admin)
+    return registry_client, sign_in(registry_client, admin)
 
 
 def test_an_empty_registry_says_how_to_register(portal: tuple[TestClient, dict[str, str]]) -> None:
@@ -202,6 +184,6 @@ def test_portal_mutations_without_csrf_are_refused(
 
 
 def test_without_mlflow_the_pages_say_so(client: TestClient, admin: Caller) -> None:
-    _sign_in(client, admin)
+    sign_in(client, admin)
     page = client.get("/models")
     assert page.status_code == 200 and "MLflow is not configured" in page.text

@@ -11,6 +11,8 @@ from starlette.routing import BaseRoute, Mount
 
 from atoll.web.app import PUBLIC_PATHS
 
+from .conftest import Caller, sign_in
+
 
 def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
@@ -63,22 +65,8 @@ def test_public_routes_answer_without_credentials(client: TestClient) -> None:
         assert client.get(path).status_code == 200, path
 
 
-def test_portal_mutations_need_csrf_with_a_session(client: TestClient, admin: object) -> None:
-    from .conftest import Caller
-
-    assert isinstance(admin, Caller)
-    form = client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert csrf is not None
-    login = client.post(
-        "/login",
-        data={"username": admin.username, "password": admin.password, "csrf_token": csrf.group(1)},
-        follow_redirects=False,
-    )
-    assert login.status_code == 303
-    page = client.get("/tokens")
-    session_csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
-    assert session_csrf is not None
+def test_portal_mutations_need_csrf_with_a_session(client: TestClient, admin: Caller) -> None:
+    csrf = sign_in(client, admin, page="/tokens")
     refused = client.post("/tokens", data={"name": "x", "scopes": "read"})
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["detail"]
@@ -87,7 +75,7 @@ def test_portal_mutations_need_csrf_with_a_session(client: TestClient, admin: ob
     accepted = client.post(
         "/tokens",
         data={"name": "x", "scopes": "read"},
-        headers={"X-CSRF-Token": session_csrf.group(1)},
+        headers=csrf,
     )
     assert accepted.status_code == 200
     assert "atl_" in accepted.text
@@ -95,10 +83,7 @@ def test_portal_mutations_need_csrf_with_a_session(client: TestClient, admin: ob
     assert api_with_cookie_only.status_code == 403, "a cookie-authenticated API mutation needs CSRF too"
 
 
-def test_login_form_needs_its_csrf_cookie(client: TestClient, admin: object) -> None:
-    from .conftest import Caller
-
-    assert isinstance(admin, Caller)
+def test_login_form_needs_its_csrf_cookie(client: TestClient, admin: Caller) -> None:
     refused = client.post(
         "/login",
         data={"username": admin.username, "password": admin.password, "csrf_token": "forged"},

@@ -167,6 +167,22 @@ def test_an_approver_records_an_approval(
     ]
 
 
+def test_the_rebuild_button_queues_a_new_build_per_backend(
+    portal: tuple[TestClient, dict[str, str]], admin: Caller, log_model: Callable[..., str]
+) -> None:
+    client, csrf = portal
+    name = _name()
+    _register(client, admin, name, log_model())
+    queued_at_registration = client.get(
+        f"/api/v1/models/{name}/versions/1/builds", headers=admin.headers
+    ).json()
+    rebuilt = client.post(f"/models/{name}/versions/1/builds", headers=csrf)
+    assert rebuilt.status_code == 200 and "Builds per backend" in rebuilt.text
+    after = client.get(f"/api/v1/models/{name}/versions/1/builds", headers=admin.headers).json()
+    assert len(after) == len(queued_at_registration) + 3
+    assert client.post(f"/models/{name}/versions/1/builds").status_code == 403
+
+
 def test_portal_mutations_without_csrf_are_refused(
     portal: tuple[TestClient, dict[str, str]], admin: Caller, log_model: Callable[..., str], mlflow_uri: str
 ) -> None:

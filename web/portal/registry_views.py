@@ -196,6 +196,29 @@ def promote(
     return render(request, "registry/_moved.html", principal=principal, result=result, verb="promoted")
 
 
+@router.post("/models/{name}/versions/{version}/builds", response_class=HTMLResponse)
+def rebuild(request: Request, name: str, version: int, principal: Writer, session: SessionDep) -> Response:
+    """Queue a new build for every backend; the worker runs them."""
+    try:
+        _need(principal, Scope.deploy)
+        service.get_version(session, name, version)
+        builds.enqueue_builds(
+            session, name=name, version=version, actor=principal, catalog=request.app.state.catalog
+        )
+    except AtollError as exc:
+        return _refused(request, principal, exc, "Not rebuilt")
+    session.flush()
+    return render(
+        request,
+        "registry/_builds.html",
+        principal=principal,
+        model=service.get_model(session, name),
+        mv=service.get_version(session, name, version),
+        builds=builds.list_builds(session, name, version),
+        can_deploy=True,
+    )
+
+
 @router.post("/models/{name}/versions/{version}/approve", response_class=HTMLResponse)
 def approve(
     request: Request,

@@ -8,7 +8,9 @@ directory, listens on loopback only, and has its job runner and telemetry turned
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,7 +51,12 @@ class EmbeddedMlflow:
         }
         log = (self.root / "server.log").open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
-            self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() ends MLflow's workers too
+            preexec_fn=_die_with_parent,  # one prctl call: nothing that could deadlock after fork
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -66,10 +73,30 @@ class EmbeddedMlflow:
         )
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        """End MLflow and the server processes it started (its whole process group)."""
+        if self._process is not None:
+            for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self._process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self._process.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         self._process = None
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None)  # the process's own symbols, libc's prctl among them
+except OSError:
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """Linux: MLflow gets SIGTERM if `atoll up` dies without cleaning up (e.g. SIGKILL)."""
+    prctl = getattr(_LIBC, "prctl", None)
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

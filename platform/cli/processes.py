@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING, Annotated
 
@@ -84,6 +85,9 @@ def up(
     runner = _worker(settings, factory)
     thread = threading.Thread(target=runner.run_forever, name="worker", daemon=True)
     thread.start()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit so the
+    # `finally` below still stops the worker and the embedded MLflow.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(settings, engine=engine), host=bind_host, port=bind_port, log_config=None)
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,12 @@ from atoll import migrate
 from atoll.db import make_engine
 
 TEST_DB = os.environ.get("ATOLL_TEST_DB", "sqlite")
+
+# MLflow 3 defaults to `sqlite:///mlflow.db` in the working directory: keep any call that
+# does not name a server out of the checkout.
+os.environ.setdefault(
+    "MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='atoll-mlflow-')}/mlflow.db"
+)
 
 
 def _postgres_admin_url() -> str:

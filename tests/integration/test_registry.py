@@ -250,3 +250,50 @@ class TestSync:
             assert found == 200, "MLflow's webhook delivery did not reach Atoll within 20 s"
         finally:
             client.delete_webhook(hook.webhook_id)
+
+    def test_a_version_created_straight_in_mlflow_gets_builds_through_the_webhook(
+        self,
+        admin: Caller,
+        live_registry_url: str,
+        mlflow_uri: str,
+        log_model: Callable[..., str],
+    ) -> None:
+        import mlflow
+
+        name = _name()
+        client = MlflowClient(mlflow_uri)
+        hook = client.create_webhook(
+            name=f"atoll-v-{name}",
+            url=f"{live_registry_url}/api/v1/webhooks/mlflow",
+            events=["model_version.created"],
+            secret=WEBHOOK_SECRET,
+        )
+        try:
+            run_id = log_model()
+            time.sleep(1.5)  # MLflow caches each event's webhook list (TTL 1 s in the fixture)
+            mlflow.set_tracking_uri(mlflow_uri)
+            mlflow.register_model(f"runs:/{run_id}/model", name)
+            deadline = time.monotonic() + 20
+            backends: list[str] = []
+            while time.monotonic() < deadline and not backends:
+                listed = httpx.get(
+                    f"{live_registry_url}/api/v1/models/{name}/versions/1/builds", headers=admin.headers
+                )
+                backends = sorted(b["backend"] for b in listed.json()) if listed.status_code == 200 else []
+                time.sleep(0.2)
+            assert backends == ["asic", "cpu", "gpu"]
+            # a version registered through Atoll gets its builds once, not again from the webhook
+            atoll_built = httpx.post(
+                f"{live_registry_url}/api/v1/models/{name}/versions",
+                headers=admin.headers,
+                json={"run_id": log_model()},
+                timeout=60,
+            )
+            assert atoll_built.status_code == 201, atoll_built.text
+            time.sleep(3)  # time for MLflow's delivery of model_version.created
+            second = httpx.get(
+                f"{live_registry_url}/api/v1/models/{name}/versions/2/builds", headers=admin.headers
+            )
+            assert len(second.json()) == 3
+        finally:
+            client.delete_webhook(hook.webhook_id)

@@ -345,7 +345,9 @@ def sync_now(principal: Admin, session: SessionDep, registry: RegistryDep) -> Sy
 
 @router.post("/webhooks/mlflow", tags=["public"], status_code=status.HTTP_204_NO_CONTENT)
 async def mlflow_webhook(request: Request, settings: SettingsDep) -> None:
-    """MLflow registry webhook (HMAC-verified): refreshes the model the event names."""
+    """MLflow registry webhook (HMAC-verified): refreshes the model the event names, and
+    queues builds for a version created straight in MLflow (Atoll's own registrations
+    queue theirs already)."""
     secret = settings.mlflow_webhook_secret
     if secret is None:
         raise Unavailable("webhooks are off: set ATOLL_MLFLOW_WEBHOOK_SECRET to the webhook's secret")
@@ -361,14 +363,25 @@ async def mlflow_webhook(request: Request, settings: SettingsDep) -> None:
     if problem is not None:
         raise Unauthenticated(f"webhook refused: {problem}")
     try:
-        name = str((json.loads(body or b"{}").get("data") or {}).get("name", ""))
+        event = json.loads(body or b"{}")
+        data = event.get("data") or {}
+        name = str(data.get("name", ""))
+        created = event.get("entity") == "model_version" and event.get("action") == "created"
+        version = int(data["version"]) if created and str(data.get("version", "")).isdigit() else None
     except (json.JSONDecodeError, AttributeError):
         raise InvalidInput("the webhook body is not MLflow's JSON event") from None
     registry = get_registry(request)
     if name:
-        await run_in_threadpool(_sync_one, request, registry, name)
+        await run_in_threadpool(_sync_one, request, registry, name, version)
 
 
-def _sync_one(request: Request, registry: MlflowRegistry, name: str) -> None:
+def _sync_one(request: Request, registry: MlflowRegistry, name: str, new_version: int | None) -> None:
     with unit_of_work(request.app.state.session_factory) as session:
         sync_model(session, registry, name)
+        if new_version is None:
+            return
+        found = service.get_version(session, name, new_version)
+        if "atoll.registered_by" not in found.tags and not builds.list_builds(session, name, new_version):
+            builds.enqueue_builds(
+                session, name=name, version=new_version, actor=None, catalog=request.app.state.catalog
+            )

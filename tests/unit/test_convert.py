@@ -16,7 +16,7 @@ from sklearn.neural_network import MLPClassifier
 
 from atoll.backends import load_catalog
 from atoll.registry import parity
-from atoll.registry.builds import choose_provider
+from atoll.registry.build_steps import choose_provider
 from atoll.registry.convert import (
     ConversionUnsupported,
     OnnxModel,

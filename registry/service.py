@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from atoll import audit
 from atoll.auth.models import User
 from atoll.auth.policy import Principal, Scope
-from atoll.errors import Forbidden, InvalidInput, NotFound
+from atoll.errors import Forbidden, NotFound
 from atoll.registry import builds, names
 from atoll.registry.lineage import lineage_from_tags, lineage_tags
 from atoll.registry.mlflow_adapter import MlflowRegistry
@@ -231,9 +231,3 @@ def update_tags(
         target_id=target,
         summary={"tags": tags, "description": description is not None},
     )
-
-
-def require_version_exists(session: Session, name: str, version: int) -> None:
-    if version < 1:
-        raise InvalidInput(f"version {version}: must be a positive whole number")
-    get_version(session, name, version)

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from atoll.db import utcnow
+from atoll.errors import NotFound
 from atoll.registry.mlflow_adapter import MlflowModel, MlflowRegistry, MlflowVersion
 from atoll.registry.models import CachedAlias, CachedModel, CachedModelTag, CachedVersion
 
@@ -74,8 +75,6 @@ def _upsert_model(session: Session, model: MlflowModel, versions: list[MlflowVer
 
 def sync_model(session: Session, registry: MlflowRegistry, name: str) -> CachedModel | None:
     """Refresh one model (after a webhook or a write through Atoll). None if MLflow lost it."""
-    from atoll.errors import NotFound
-
     try:
         model = registry.get_model(name)
     except NotFound:

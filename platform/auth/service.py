@@ -89,19 +89,6 @@ def ensure_team(session: Session, *, actor: Principal | None, name: str) -> Team
     return team
 
 
-def set_password(session: Session, *, actor: Principal | None, user: User, password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
-    user.password_hash = hash_password(password)
-    audit.record(
-        session,
-        actor=actor,
-        action="user.set_password",
-        target_type="user",
-        target_id=user.username,
-    )
-
-
 def authenticate_password(session: Session, *, username: str, password: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.is_active or not verify_password(user.password_hash, password):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from atoll.cli.output import client, client_errors, console, emit_json, fail, table
+from atoll.cli.output import client, client_errors, console, emit_json, table
 
 users_app = typer.Typer(help="Users (admin).", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens for the CLI and CI.", no_args_is_help=True)
@@ -176,6 +176,3 @@ def register(app: typer.Typer) -> None:
     app.command()(whoami)
     app.add_typer(users_app, name="users")
     app.add_typer(tokens_app, name="tokens")
-
-
-__all__ = ["fail", "register"]

@@ -187,3 +187,59 @@ def test_limits_are_validated() -> None:
         MicroBatcher(Model(), max_batch=0, max_wait_ms=1)
     with pytest.raises(ValueError, match="max_wait_ms"):
         MicroBatcher(Model(), max_batch=1, max_wait_ms=-1)
+
+
+def test_a_lone_request_to_a_fast_model_runs_inline_on_the_event_loop_thread() -> None:
+    """Once a call has shown the model answers in well under `inline_below_ms`, a caller who
+    finds the batcher idle skips the thread hop."""
+    model = Model()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch=64, max_wait_ms=5, inline_below_ms=50)
+        first = await batcher.submit(rows(0, 2))  # no measurement yet: the worker thread
+        second = await batcher.submit(rows(5, 2))
+        assert first["first"].tolist() == [0, 1] and second["first"].tolist() == [5, 6]
+        assert batcher.stats.requests == 2 and batcher.stats.rows == 4
+        await batcher.stop()
+
+    run(main())
+    assert model.threads == {"onnxruntime_0", threading.current_thread().name}
+
+
+def test_a_slow_model_never_runs_on_the_event_loop_thread() -> None:
+    model = Model(delay=0.02)
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch=64, max_wait_ms=5, inline_below_ms=1)
+        for i in range(3):
+            await batcher.submit(rows(i, 1))
+        await batcher.stop()
+
+    run(main())
+    assert model.threads and all(n.startswith("onnxruntime") for n in model.threads)
+
+
+def test_a_newcomer_does_not_overtake_a_batch_being_collected() -> None:
+    """A batch waiting for announced rows is busy: the next caller joins the queue, in order."""
+    model = Model()
+
+    async def main() -> list[list[float]]:
+        batcher = MicroBatcher(model, max_batch=64, max_wait_ms=200, inline_below_ms=1000)
+        await batcher.submit(rows(0, 1))  # measure the model: it is fast
+        order: list[list[float]] = []
+
+        async def call(start: int) -> None:
+            result = await batcher.submit(rows(start, 1))
+            order.append(result["first"].tolist())
+
+        with batcher.announce():
+            first = asyncio.ensure_future(call(10))
+            await asyncio.sleep(0.01)  # the batcher now holds it, waiting for the announced one
+        await call(20)
+        await first
+        await batcher.stop()
+        return order
+
+    order = run(main())
+    assert order == [[10], [20]]
+    assert model.calls[-1] == 2  # the newcomer was merged into the waiting batch

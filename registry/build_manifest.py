@@ -1,7 +1,7 @@
 """The contract between a build (registry) and the model server (deployer).
 
-A build directory holds `model.onnx` (or, for a pyfunc fallback, nothing to run but the
-MLflow model URI) and `build.json`, this manifest. The server needs nothing else.
+A build directory holds `model.onnx` (or, for a pyfunc fallback, a copy of the MLflow model
+in `mlflow_model/`) and `build.json`, this manifest. The server needs nothing else.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_FILE = "build.json"
 ONNX_FILE = "model.onnx"
+PYFUNC_DIR = "mlflow_model"
 
 
 class BuildManifest(BaseModel):

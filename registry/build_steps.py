@@ -6,6 +6,7 @@ downloaded MLflow model into a build directory and numbers, with no database acc
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from numpy.typing import NDArray
 from atoll.backends import Backend, Precision
 from atoll.errors import InvalidInput
 from atoll.registry import parity
-from atoll.registry.build_manifest import ONNX_FILE, BuildManifest
+from atoll.registry.build_manifest import ONNX_FILE, PYFUNC_DIR, BuildManifest
 from atoll.registry.convert import (
     ConversionUnsupported,
     OnnxModel,
@@ -94,14 +95,14 @@ def make(
     if "sklearn" not in local.flavors:
         flavors = ", ".join(f for f in local.flavors if f != "python_function") or "python_function"
         return _pyfunc_build(
-            registry, local, backend, name, version, f"no ONNX converter for flavor {flavors}"
+            registry, local, backend, name, version, out, f"no ONNX converter for flavor {flavors}"
         )
     estimator = registry.load_sklearn(local)
     try:
         example, columns, integers = _example_matrix(local, estimator)
         fp32 = sklearn_to_onnx(estimator, _n_features(estimator, example))
     except ConversionUnsupported as exc:
-        return _pyfunc_build(registry, local, backend, name, version, str(exc))
+        return _pyfunc_build(registry, local, backend, name, version, out, str(exc))
     return _onnx_build(estimator, fp32, example, columns, integers, backend, name, version, out)
 
 
@@ -328,9 +329,19 @@ def _onnx_build(
 
 
 def _pyfunc_build(
-    registry: MlflowRegistry, local: LocalModel, backend: Backend, name: str, version: int, reason: str
+    registry: MlflowRegistry,
+    local: LocalModel,
+    backend: Backend,
+    name: str,
+    version: int,
+    out: Path,
+    reason: str,
 ) -> Outcome:
-    """No ONNX converter: the build is the MLflow model itself, served by pyfunc on the CPU."""
+    """No ONNX converter: the build is a copy of the MLflow model, served by pyfunc on the CPU.
+
+    The copy (`mlflow_model/`) makes the build self-contained, like an ONNX build: the
+    model server loads it without reaching MLflow.
+    """
     notes = [f"CPU-only pyfunc build: {reason}"]
     if backend.runtime_provider != CPU_PROVIDER:
         notes.append(f"the {backend.name} backend serves it on the CPU, not with {backend.runtime_provider}")
@@ -349,6 +360,7 @@ def _pyfunc_build(
             checked["input_example_runs"] = True
         except Exception as exc:
             raise InvalidInput(f"the pyfunc model fails on its own input example: {str(exc)[:300]}") from None
+    shutil.copytree(local.path, out / PYFUNC_DIR, dirs_exist_ok=True)
     manifest = BuildManifest(
         model_name=name,
         version=version,
@@ -359,6 +371,9 @@ def _pyfunc_build(
         emulated=False,
         model_uri=f"models:/{name}/{version}",
         input_columns=local.input_columns,
+        n_features=len(local.input_columns) if local.input_columns else None,
+        output_names=["predictions"],
+        label_output="predictions",
         max_batch=backend.max_batch,
         max_wait_ms=backend.max_wait_ms,
         note="; ".join(notes),

@@ -58,14 +58,24 @@ class ModelDetails:
 
 
 @dataclass(frozen=True)
+class TensorInput:
+    """A tensor-based signature's one input: numpy dtype name and shape (-1 = any)."""
+
+    dtype: str
+    shape: list[int]
+
+
+@dataclass(frozen=True)
 class LocalModel:
-    """A version's MLflow model downloaded for a build: where it is and what its MLmodel says."""
+    """A version's MLflow model on local disk: where it is and what its MLmodel says."""
 
     path: Path
     flavors: list[str]
     input_example: Any | None  # numpy array, DataFrame, dict... as MLflow saved it; None if none
     input_columns: list[str] | None  # a column-based signature's names, in order
     integer_columns: list[bool] | None  # per input column: the signature says integer/long
+    input_types: list[str] | None = None  # per input column: MLflow's type name (double, long...)
+    tensor_input: TensorInput | None = None  # a tensor-based signature with one input
 
 
 @contextmanager
@@ -284,7 +294,6 @@ class MlflowRegistry:
     def download_model(self, name: str, version: str, into: Path) -> LocalModel:
         """Download a version's model files and read its MLmodel (flavors, example, signature)."""
         from mlflow.artifacts import download_artifacts
-        from mlflow.models import Model
 
         into.mkdir(parents=True, exist_ok=True)
         uri = self._call(f"find the model files of {name} v{version}", lambda: self._files_uri(name, version))
@@ -297,25 +306,40 @@ class MlflowRegistry:
             )
         )
         try:
-            info = Model.load(str(local))
-            example = info.load_input_example(str(local)) if info.saved_input_example_info else None
+            return self.read_local_model(local)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{name} v{version}: {exc}") from None
+
+    @staticmethod
+    def read_local_model(path: Path) -> LocalModel:
+        """What a local MLflow model directory's MLmodel says (flavors, example, signature)."""
+        from mlflow.models import Model
+
+        try:
+            info = Model.load(str(path))
+            example = info.load_input_example(str(path)) if info.saved_input_example_info else None
         except Exception as exc:
-            raise InvalidInput(
-                f"{name} v{version}: cannot read its MLmodel or input example ({exc})"
-            ) from None
+            raise InvalidInput(f"cannot read its MLmodel or input example ({exc})") from None
         columns: list[str] | None = None
-        integers: list[bool] | None = None
-        if info.signature is not None and not info.signature.inputs.is_tensor_spec():
-            names = info.signature.inputs.input_names()
+        types: list[str] | None = None
+        tensor: TensorInput | None = None
+        inputs = info.signature.inputs if info.signature is not None else None
+        if inputs is not None and not inputs.is_tensor_spec():
+            names = inputs.input_names()
             if all(isinstance(n, str) for n in names):
                 columns = [str(n) for n in names]
-                integers = [str(t) in {"integer", "long"} for t in info.signature.inputs.input_types()]
+                types = [str(getattr(t, "name", t)) for t in inputs.input_types()]
+        elif inputs is not None and len(inputs.inputs) == 1:
+            spec = inputs.inputs[0]
+            tensor = TensorInput(dtype=str(spec.type), shape=[int(d) for d in spec.shape])
         return LocalModel(
-            path=local,
+            path=path,
             flavors=sorted(info.flavors),
             input_example=example,
             input_columns=columns,
-            integer_columns=integers,
+            integer_columns=[t in {"integer", "long"} for t in types] if types is not None else None,
+            input_types=types,
+            tensor_input=tensor,
         )
 
     def _files_uri(self, name: str, version: str) -> str:

@@ -218,8 +218,13 @@ class ModelServer:
     # --- descriptions ---------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "versions": [self.version], "platform": "onnxruntime"}
         model, manifest = self.model, self.manifest
+        platform = (
+            model.platform
+            if model
+            else ("mlflow_pyfunc" if manifest and manifest.format == "pyfunc" else "onnxruntime")
+        )
+        body: dict[str, Any] = {"name": self.name, "versions": [self.version], "platform": platform}
         if model is None:
             body.update(inputs=[], outputs=[], parameters={"ready": False, "reason": self.reason})
             return body
@@ -334,6 +339,7 @@ def create_app(server: ModelServer) -> Starlette:
                             problem(400, "Invalid JSON", "the body is not valid JSON", request_id)
                         ) from None
                     rows = parse(payload, model.signature, config.max_rows, binary)
+                    model.check_rows(rows)
                 # out of `announce()`: the batcher waits for announced requests, not this one
                 try:
                     outputs = await batcher.submit(rows)

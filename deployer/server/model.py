@@ -1,4 +1,5 @@
-"""Load a build directory into an ONNX Runtime session and describe its signature."""
+"""Load a build directory into an ONNX Runtime session (or, for a pyfunc build, MLflow's
+pyfunc: see `pyfunc.py`) and describe its signature."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +93,8 @@ def default_threads() -> int:
 
 @dataclass
 class LoadedModel:
+    platform: ClassVar[str] = "onnxruntime"
+
     manifest: BuildManifest
     session: Any  # onnxruntime.InferenceSession (untyped)
     signature: Signature
@@ -106,6 +109,9 @@ class LoadedModel:
         if self.manifest.label_output in names:
             return self.manifest.label_output
         return names[0]
+
+    def check_rows(self, rows: npt.NDArray[Any]) -> None:
+        """Refuse parsed rows the model cannot take (raises `InputError`); ONNX: all fit."""
 
     def run(self, rows: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
         values = self.session.run(None, {self.signature.input_name: rows})
@@ -124,13 +130,12 @@ def load_manifest(build_dir: Path) -> BuildManifest:
 
 def load_model(build_dir: Path, manifest: BuildManifest, *, threads: int | None = None) -> LoadedModel:
     """Open `model.onnx` with the manifest's provider (or the CPU fallback) and check it."""
+    if manifest.format == "pyfunc":
+        from atoll.deployer.server.pyfunc import load_pyfunc_build
+
+        return load_pyfunc_build(build_dir, manifest)
     import onnxruntime as ort
 
-    if manifest.format != "onnx":
-        raise ModelLoadError(
-            f"build format {manifest.format!r} has no ONNX model; serve {manifest.model_uri} with "
-            "`mlflow models serve` or make an ONNX build"
-        )
     path = build_dir / ONNX_FILE
     if not path.is_file():
         raise ModelLoadError(f"{path} does not exist")

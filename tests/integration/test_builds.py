@@ -22,7 +22,7 @@ from atoll.audit import AuditEvent
 from atoll.cli.runtime import job_handlers
 from atoll.db import unit_of_work
 from atoll.jobs import Job, Worker
-from atoll.registry.build_manifest import BuildManifest
+from atoll.registry.build_manifest import PYFUNC_DIR, BuildManifest
 from atoll.registry.builds import BUILD_JOB
 from atoll.registry.mlflow_adapter import MlflowRegistry
 from atoll.settings import Settings
@@ -228,6 +228,7 @@ def test_a_model_without_an_onnx_converter_gets_a_cpu_only_pyfunc_build(
         manifest = BuildManifest.load(Path(build["artifact_uri"]))
         assert manifest.format == "pyfunc" and manifest.input_columns == ["x"]
         assert not (Path(build["artifact_uri"]) / "model.onnx").exists()
+        assert (Path(build["artifact_uri"]) / PYFUNC_DIR / "MLmodel").is_file()  # what atoll serve loads
     assert "serves it on the CPU, not with CUDAExecutionProvider" in built["gpu"]["note"]
 
 

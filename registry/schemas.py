@@ -184,6 +184,7 @@ class SyncResult(BaseModel):
     models: int
     versions: int
     removed_models: int
+    builds_queued: int = Field(description="Versions found first by this sync whose builds it queued")
     seconds: float
 
 

@@ -1,4 +1,9 @@
-"""Keep the cache tables equal to MLflow: a full sync on a schedule, one model on a webhook."""
+"""Keep the cache tables equal to MLflow: a full sync on a schedule, one model on a webhook.
+
+The mirroring (`_upsert_model`) only writes the cache tables and says which versions it
+inserted; `full_sync` then queues builds for the new ones through `registry/builds.py`
+(which never imports this module).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,19 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from atoll.backends import Catalog
 from atoll.db import utcnow
 from atoll.errors import NotFound
+from atoll.registry.builds import enqueue_builds
 from atoll.registry.mlflow_adapter import MlflowModel, MlflowRegistry, MlflowVersion
-from atoll.registry.models import CachedAlias, CachedModel, CachedModelTag, CachedVersion
+from atoll.registry.models import Build, CachedAlias, CachedModel, CachedModelTag, CachedVersion
 
 TEAM_TAG = "atoll.team"
+# MLflow's ModelVersionStatus: READY, PENDING_REGISTRATION, FAILED_REGISTRATION.
+READY = "READY"
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,7 @@ class SyncReport:
     models: int
     versions: int
     removed_models: int
+    builds_queued: int  # versions this sync queued builds for (one build per backend each)
     seconds: float
 
 
@@ -30,7 +40,13 @@ def _when(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC) if ms else utcnow()
 
 
-def _upsert_model(session: Session, model: MlflowModel, versions: list[MlflowVersion]) -> CachedModel:
+def _upsert_model(
+    session: Session, model: MlflowModel, versions: list[MlflowVersion]
+) -> tuple[CachedModel, list[CachedVersion]]:
+    """Write one model, its tags, aliases and versions into the cache.
+
+    Returns the row and the versions this call inserted (not the ones it updated).
+    """
     row = session.scalar(select(CachedModel).where(CachedModel.name == model.name))
     if row is None:
         row = CachedModel(name=model.name, mlflow_updated_at=_when(model.updated_ms))
@@ -56,11 +72,13 @@ def _upsert_model(session: Session, model: MlflowModel, versions: list[MlflowVer
     existing = {
         v.version: v for v in session.scalars(select(CachedVersion).where(CachedVersion.model_id == row.id))
     }
+    inserted: list[CachedVersion] = []
     for version in versions:
         cached = existing.pop(int(version.version), None)
         if cached is None:
             cached = CachedVersion(model_id=row.id, version=int(version.version))
             session.add(cached)
+            inserted.append(cached)
         cached.source = version.source
         cached.run_id = version.run_id
         cached.status = version.status
@@ -70,7 +88,7 @@ def _upsert_model(session: Session, model: MlflowModel, versions: list[MlflowVer
         cached.synced_at = utcnow()
     for gone in existing.values():
         session.delete(gone)
-    return row
+    return row, inserted
 
 
 def sync_model(session: Session, registry: MlflowRegistry, name: str) -> CachedModel | None:
@@ -80,25 +98,66 @@ def sync_model(session: Session, registry: MlflowRegistry, name: str) -> CachedM
     except NotFound:
         session.execute(delete(CachedModel).where(CachedModel.name == name))
         return None
-    return _upsert_model(session, model, list(registry.iter_versions(name)))
+    row, _inserted = _upsert_model(session, model, list(registry.iter_versions(name)))
+    return row
 
 
-def full_sync(session: Session, registry: MlflowRegistry) -> SyncReport:
-    """Mirror every model and version; drop cached models MLflow no longer has."""
+def full_sync(session: Session, registry: MlflowRegistry, *, catalog: Catalog) -> SyncReport:
+    """Mirror every model and version; drop cached models MLflow no longer has; queue
+    builds for the versions this sync found first.
+
+    A version created straight in MLflow gets its builds from the `model_version.created`
+    webhook when one is configured; without it, this sync queues them. For each version,
+    one build per backend of `catalog` (`enqueue_builds`, actor None: audited as the
+    system), counted in `builds_queued`, when all of these hold:
+
+    1. this sync inserted the version into `cached_versions` (a version already cached
+       is never queued again by a sync);
+    2. it is not the first sync: when `cached_models` was empty as this sync began,
+       nothing is queued (a first sync of an existing registry would queue a build for
+       every version; Rebuild / `atoll builds MODEL VERSION --rebuild` cover those);
+    3. the version has no `Build` row yet (the webhook or a registration through Atoll
+       queued it already);
+    4. its MLflow status is `READY` (not `PENDING_REGISTRATION` or `FAILED_REGISTRATION`).
+
+    Everything is written in the caller's transaction: the cache rows, the build rows,
+    their jobs and the audit events exist only if the caller commits.
+    """
     started = time.perf_counter()
+    first_sync = not session.scalar(select(func.count()).select_from(CachedModel))
     versions: dict[str, list[MlflowVersion]] = defaultdict(list)
     for version in registry.iter_versions():
         versions[version.name].append(version)
     seen: set[str] = set()
+    found: list[tuple[str, CachedVersion]] = []
     for model in registry.iter_models():
-        _upsert_model(session, model, versions.get(model.name, []))
+        _row, inserted = _upsert_model(session, model, versions.get(model.name, []))
+        found.extend((model.name, cached) for cached in inserted)
         seen.add(model.name)
     stale = [name for name in session.scalars(select(CachedModel.name)) if name not in seen]
     if stale:
         session.execute(delete(CachedModel).where(CachedModel.name.in_(stale)))
+    queued = 0 if first_sync else _queue_builds(session, found, catalog)
     return SyncReport(
         models=len(seen),
         versions=sum(len(v) for v in versions.values()),
         removed_models=len(stale),
+        builds_queued=queued,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _queue_builds(session: Session, found: list[tuple[str, CachedVersion]], catalog: Catalog) -> int:
+    """Queue builds for newly cached versions that are READY and have no build yet."""
+    queued = 0
+    for name, cached in found:
+        if cached.status != READY:
+            continue
+        built = session.scalar(
+            select(Build.id).where(Build.model_name == name, Build.version == cached.version).limit(1)
+        )
+        if built is not None:
+            continue
+        enqueue_builds(session, name=name, version=cached.version, actor=None, catalog=catalog)
+        queued += 1
+    return queued

@@ -145,7 +145,8 @@ def models_sync(as_json: JsonFlag = False) -> None:
     """Mirror MLflow into Atoll's cache now (admin)."""
     report = _call(lambda: client().post("/api/v1/registry/sync"))
     emit_json(report) if as_json else console.print(
-        f"synced {report['models']} models, {report['versions']} versions in {report['seconds']} s"
+        f"synced {report['models']} models, {report['versions']} versions in {report['seconds']} s; "
+        f"queued builds for {report['builds_queued']} versions"
     )
 
 

@@ -20,21 +20,20 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
 
     handlers: dict[str, Handler] = {EXPIRE_SESSIONS_JOB: expire_sessions}
     if settings.mlflow_tracking_uri:
+        from atoll.backends import cached_catalog
+        from atoll.registry.builds import BUILD_JOB
+        from atoll.registry.builds import handler as build_handler
         from atoll.registry.mlflow_adapter import MlflowRegistry
         from atoll.registry.sync import full_sync
 
         registry = MlflowRegistry(settings.mlflow_tracking_uri)
+        catalog = cached_catalog(settings.backends_file)
 
         def sync(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
-            return full_sync(session, registry).__dict__
+            # Also queues builds for versions found first by this sync (see full_sync).
+            return full_sync(session, registry, catalog=catalog).__dict__
 
         handlers[SYNC_JOB] = sync
-
-        from atoll.backends import cached_catalog
-        from atoll.registry.builds import BUILD_JOB
-        from atoll.registry.builds import handler as build_handler
-
-        catalog = cached_catalog(settings.backends_file)
         handlers[BUILD_JOB] = build_handler(registry, catalog, settings.data_dir)
     return handlers
 

@@ -329,16 +329,17 @@ def alias_history(
 
 
 @router.post("/registry/sync")
-def sync_now(principal: Admin, session: SessionDep, registry: RegistryDep) -> SyncResult:
-    """Mirror MLflow into the cache now (the worker also does this on a schedule)."""
-    report = full_sync(session, registry)
+def sync_now(principal: Admin, session: SessionDep, registry: RegistryDep, catalog: CatalogDep) -> SyncResult:
+    """Mirror MLflow into the cache now (the worker also does this on a schedule), and
+    queue builds for the versions it found first, like the scheduled sync."""
+    report = full_sync(session, registry, catalog=catalog)
     audit.record(
         session,
         actor=principal,
         action="registry.sync",
         target_type="registry",
         target_id="mlflow",
-        summary={"models": report.models, "versions": report.versions},
+        summary={"models": report.models, "versions": report.versions, "builds_queued": report.builds_queued},
     )
     return SyncResult(**report.__dict__)
 

@@ -45,7 +45,8 @@ def _upsert_model(
 ) -> tuple[CachedModel, list[CachedVersion]]:
     """Write one model, its tags, aliases and versions into the cache.
 
-    Returns the row and the versions this call inserted (not the ones it updated).
+    Returns the row and the versions that became buildable here: inserted by this call,
+    or already cached and turning READY now (a version MLflow was still registering).
     """
     row = session.scalar(select(CachedModel).where(CachedModel.name == model.name))
     if row is None:
@@ -79,6 +80,8 @@ def _upsert_model(
             cached = CachedVersion(model_id=row.id, version=int(version.version))
             session.add(cached)
             inserted.append(cached)
+        elif cached.status != READY and version.status == READY:
+            inserted.append(cached)
         cached.source = version.source
         cached.run_id = version.run_id
         cached.status = version.status
@@ -111,8 +114,8 @@ def full_sync(session: Session, registry: MlflowRegistry, *, catalog: Catalog) -
     one build per backend of `catalog` (`enqueue_builds`, actor None: audited as the
     system), counted in `builds_queued`, when all of these hold:
 
-    1. this sync inserted the version into `cached_versions` (a version already cached
-       is never queued again by a sync);
+    1. this sync inserted the version into `cached_versions`, or saw it turn READY (a
+       version already cached and READY is never queued again by a sync);
     2. it is not the first sync: when `cached_models` was empty as this sync began,
        nothing is queued (a first sync of an existing registry would queue a build for
        every version; Rebuild / `atoll builds MODEL VERSION --rebuild` cover those);

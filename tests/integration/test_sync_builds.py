@@ -21,8 +21,9 @@ from atoll.cli.runtime import SYNC_JOB, job_handlers
 from atoll.db import unit_of_work, utcnow
 from atoll.jobs import SUCCEEDED, Job, Worker, enqueue
 from atoll.registry.builds import BUILD_JOB, QUEUED, enqueue_builds
+from atoll.registry.mlflow_adapter import MlflowModel, MlflowVersion
 from atoll.registry.models import Build, CachedModel, CachedVersion
-from atoll.registry.sync import _queue_builds
+from atoll.registry.sync import _queue_builds, _upsert_model
 from atoll.settings import Settings
 
 from .conftest import Caller
@@ -197,6 +198,36 @@ class TestSyncQueuesBuilds:
             session.flush()
             assert _queue_builds(session, [(name, row) for row in rows], catalog) == 1
         assert {b.version for b in _builds(session_factory, name)} == {3}
+
+    def test_a_cached_version_turning_ready_becomes_buildable(
+        self, session_factory: sessionmaker[Session]
+    ) -> None:
+        name = _name()
+        model = MlflowModel(name=name, description="", tags={}, aliases={}, created_ms=1, updated_ms=1)
+
+        def version(status: str) -> MlflowVersion:
+            return MlflowVersion(
+                name=name,
+                version="1",
+                source="runs:/r/model",
+                run_id="r",
+                status=status,
+                description="",
+                tags={},
+                aliases=[],
+                created_ms=1,
+                updated_ms=1,
+            )
+
+        with unit_of_work(session_factory) as session:
+            _row, found = _upsert_model(session, model, [version("PENDING_REGISTRATION")])
+            assert [v.version for v in found] == [1]  # inserted (and then skipped: not READY)
+        with unit_of_work(session_factory) as session:
+            _row, found = _upsert_model(session, model, [version("READY")])
+            assert [(v.version, v.status) for v in found] == [(1, "READY")]
+        with unit_of_work(session_factory) as session:
+            _row, found = _upsert_model(session, model, [version("READY")])
+            assert found == []  # cached and READY already: nothing new
 
     def test_the_admin_sync_now_queues_like_the_scheduled_sync(
         self,

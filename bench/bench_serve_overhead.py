@@ -13,6 +13,10 @@ the request and answers a constant, under the same load. No Python model server 
 cheaper than that; `served - floor` is what Atoll itself adds per request, and
 `floor / raw` says how far the goal is reachable on this machine at all.
 
+Each configuration (floor and served, JSON and binary, 1 and 4 connections) runs once per
+round, rounds interleaved, best of 3 kept, the raw figure likewise: on a shared machine
+whose speed drifts, that compares like with like.
+
 Needs `wrk` (`apt-get install -y wrk`; a Python generator otherwise). Run:
 `uv run python bench/bench_serve_overhead.py`. Goal: served per-row <= 1.3x raw.
 """
@@ -31,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import (  # type: ignore[import-not-found]
+    Result,
     free_port,
     load,
     migrated_sqlite,
@@ -41,7 +46,8 @@ from bench_serve import (  # type: ignore[import-not-found]
 )
 
 BATCH = 64
-SECONDS = 8
+SECONDS = 4
+ROUNDS = 3
 CONNECTIONS = (1, 4)
 
 FLOOR_APP = """
@@ -58,31 +64,6 @@ async def app(scope, receive, send):
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False, lifespan="off")
 """
-
-
-def floor_per_request_us(url_path: str, body: str, scratch: Path) -> dict[int, float]:
-    port = free_port()
-    server = start(
-        "http floor",
-        [sys.executable, "-c", FLOOR_APP, str(port)],
-        dict(os.environ),
-        port,
-        scratch / "floor.log",
-    )
-    try:
-        server.wait_until("/")
-        load(server.url + url_path, body, 2, connections=2)
-        figures = {}
-        for connections in CONNECTIONS:
-            result = load(server.url + url_path, body, SECONDS, connections=connections)
-            figures[connections] = 1e6 / result.rps
-            print(
-                f"HTTP floor (constant answer), {BATCH}-row JSON, {connections} conn: {figures[connections] / BATCH:7.2f} us/row"
-                f" ({result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms)"
-            )
-        return figures
-    finally:
-        server.stop()
 
 
 def raw_per_row_us(build: Path, rows: np.ndarray) -> float:
@@ -136,36 +117,57 @@ def main() -> None:
         build = write_build(model, features, scratch / "build")
         rows = np.ascontiguousarray(features[:BATCH])
         bodies = oip_bodies(rows)
-        raw = raw_per_row_us(build, rows)
+        floor_port = free_port()
+        floor_server = start(
+            "http floor",
+            [sys.executable, "-c", FLOOR_APP, str(floor_port)],
+            dict(os.environ),
+            floor_port,
+            scratch / "floor.log",
+        )
+        server = start_atoll(build, migrated_sqlite(scratch), scratch)
+        try:
+            floor_server.wait_until("/")
+            server.wait_until("/v2/health/ready")
+            load(server.url + path, bodies["JSON"][0], 2, connections=2)  # warm-up
+            # Every configuration once per round, rounds interleaved, best round kept: a
+            # shared machine's slow phases then hit every side alike.
+            runs = [("floor", "JSON", c) for c in CONNECTIONS]
+            runs += [("served", label, c) for label in bodies for c in CONNECTIONS]
+            best: dict[tuple[str, str, int], Result] = {}
+            raw = float("inf")
+            for _ in range(ROUNDS):
+                raw = min(raw, raw_per_row_us(build, rows))
+                for side, label, connections in runs:
+                    payload, headers = bodies[label]
+                    url = (floor_server.url if side == "floor" else server.url) + path
+                    result = load(url, payload, SECONDS, connections=connections, headers=headers)
+                    key = (side, label, connections)
+                    if key not in best or result.rps > best[key].rps:
+                        best[key] = result
+        finally:
+            server.stop()
+            floor_server.stop()
         print(
             f"raw ONNX Runtime, batch {BATCH}, in-process: {raw:7.2f} us/row ({raw * BATCH:.0f} us per call)"
         )
-        floor = floor_per_request_us(path, str(bodies["JSON"][0]), scratch)
-
-        server = start_atoll(build, migrated_sqlite(scratch), scratch)
-        served: dict[tuple[str, int], float] = {}
-        try:
-            server.wait_until("/v2/health/ready")
-            load(server.url + path, bodies["JSON"][0], 2, connections=2)  # warm-up
-            for label, (payload, headers) in bodies.items():
-                for connections in CONNECTIONS:
-                    result = load(
-                        server.url + path, payload, SECONDS, connections=connections, headers=headers
-                    )
-                    served[(label, connections)] = 1e6 / result.rps
-                    print(
-                        f"atoll serve, {BATCH}-row OIP {label:<6}, {connections} conn: {1e6 / (result.rps * BATCH):7.2f} us/row"
-                        f" ({result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms,"
-                        f" non-2xx {result.errors}, {result.tool})"
-                    )
-        finally:
-            server.stop()
+        for (side, label, connections), result in best.items():
+            name = "HTTP floor (constant answer)" if side == "floor" else "atoll serve (event log on)"
+            print(
+                f"{name:<29} {BATCH}-row OIP {label:<6} {connections} conn: {1e6 / (result.rps * BATCH):7.2f} us/row"
+                f" ({result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms,"
+                f" non-2xx {result.errors}, {result.tool})"
+            )
         for connections in CONNECTIONS:
-            print(f"  HTTP floor / raw at {connections} conn: {floor[connections] / BATCH / raw:5.2f}x")
-        for (label, connections), per_request in served.items():
+            floor = 1e6 / best[("floor", "JSON", connections)].rps
+            print(f"  HTTP floor / raw at {connections} conn: {floor / BATCH / raw:5.2f}x")
+        for (side, label, connections), result in best.items():
+            if side != "served":
+                continue
+            per_request = 1e6 / result.rps
             ratio = per_request / BATCH / raw
             verdict = "MET" if ratio <= 1.3 else "MISSED"
-            added = per_request - floor[connections] - raw * BATCH
+            added = per_request - 1e6 / best[("floor", "JSON", connections)].rps - raw * BATCH
             print(
                 f"  served / raw, {label:<6} at {connections} conn: {ratio:5.2f}x (goal <= 1.3x) {verdict};"
                 f" Atoll adds {added:5.0f} us per request beyond the floor and the model"

@@ -12,9 +12,10 @@ queue up and make the next batch, so batch sizes grow with load on their own.
 
 A failing batch is retried request by request, so one bad request fails alone.
 
-Inline fast path: a request that finds the batcher idle, with nobody else announced, and
-whose rows the model is measured to answer in under `inline_below_ms`, runs right away on
-the event-loop thread. A thread hop (queue put, worker wake-up, the loop's wake-up and the
+Inline fast path: a request whose rows the model is measured to answer in under
+`inline_below_ms` runs right away on the event-loop thread when it finds the batcher idle
+with nobody else announced, or when it fills a batch by itself (there is nothing to merge
+it with). A thread hop (queue put, worker wake-up, the loop's wake-up and the
 GIL hand-back) costs more than a sub-millisecond model call, which is most of what a lone
 caller would wait for. Slow models, and everything under concurrency, keep going through
 the worker thread, so a long call never stalls the loop and parsing overlaps the model.
@@ -139,14 +140,11 @@ class MicroBatcher:
 
     def _may_run_inline(self, rows: npt.NDArray[Any]) -> bool:
         per_row = self._seconds_per_row
-        return (
-            per_row is not None
-            and per_row * len(rows) < self._inline_below
-            and not self._busy
-            and self._announced <= 0
-            and self._carry is None
-            and self._queue.empty()
-        )
+        if per_row is None or per_row * len(rows) >= self._inline_below:
+            return False
+        if len(rows) >= self.max_batch:  # a full batch alone: nothing to merge it with
+            return True
+        return not self._busy and self._announced <= 0 and self._carry is None and self._queue.empty()
 
     def _run_inline(self, rows: npt.NDArray[Any]) -> Outputs:
         outputs, seconds = self._timed_run(rows)

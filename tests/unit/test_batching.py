@@ -243,3 +243,22 @@ def test_a_newcomer_does_not_overtake_a_batch_being_collected() -> None:
     order = run(main())
     assert order == [[10], [20]]
     assert model.calls[-1] == 2  # the newcomer was merged into the waiting batch
+
+
+def test_a_request_that_fills_a_batch_runs_inline_even_under_concurrency() -> None:
+    """Nothing could be merged with it: a fast model answers it without the thread hop."""
+    model = Model()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch=4, max_wait_ms=50, inline_below_ms=50)
+        await batcher.submit(rows(0, 1))  # measured: fast
+        model.threads.clear()
+        with batcher.announce():  # others on their way: a small request would wait for them
+            started = time.perf_counter()
+            full = await batcher.submit(rows(10, 4))
+            assert time.perf_counter() - started < 0.04  # no max_wait paid
+        assert full["first"].tolist() == [10, 11, 12, 13]
+        await batcher.stop()
+
+    run(main())
+    assert model.threads == {threading.current_thread().name}

@@ -492,7 +492,9 @@ def create_app(server: ModelServer) -> Starlette:
         yield
         await server.stop()
 
-    routes = [
+    routes = [  # prediction routes first: Starlette tries routes in order on every request
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/invocations", invocations, methods=["POST"]),
         Route("/v2/health/live", _timed("live", live)),
         Route("/v2/health/ready", _timed("ready", ready)),
         Route("/v2", _timed("metadata", server_metadata)),
@@ -500,9 +502,7 @@ def create_app(server: ModelServer) -> Starlette:
         Route("/v2/models/{name}/versions/{version}", _timed("metadata", model_metadata)),
         Route("/v2/models/{name}/ready", _timed("ready", model_ready)),
         Route("/v2/models/{name}/versions/{version}/ready", _timed("ready", model_ready)),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/invocations", invocations, methods=["POST"]),
         Route("/ping", _timed("ping", ping)),
         Route("/health", _timed("ping", ping)),
         Route("/metrics", prometheus),

@@ -23,9 +23,10 @@ from atoll.registry.build_manifest import ONNX_FILE, PYFUNC_DIR, BuildManifest
 from atoll.registry.convert import (
     ConversionUnsupported,
     OnnxModel,
+    as_estimator,
     at_precision,
     is_classifier,
-    sklearn_to_onnx,
+    to_onnx,
 )
 from atoll.registry.mlflow_adapter import LocalModel, MlflowRegistry
 
@@ -92,15 +93,19 @@ def make(
     registry: MlflowRegistry, local: LocalModel, backend: Backend, name: str, version: int, out: Path
 ) -> Outcome:
     out.mkdir(parents=True, exist_ok=True)
-    if "sklearn" not in local.flavors:
+    if "sklearn" in local.flavors:  # LGBMClassifier/LGBMRegressor logged with mlflow.sklearn too
+        loaded = registry.load_sklearn(local)
+    elif "lightgbm" in local.flavors:  # a Booster, or LightGBM's scikit-learn API
+        loaded = registry.load_lightgbm(local)
+    else:
         flavors = ", ".join(f for f in local.flavors if f != "python_function") or "python_function"
         return _pyfunc_build(
             registry, local, backend, name, version, out, f"no ONNX converter for flavor {flavors}"
         )
-    estimator = registry.load_sklearn(local)
+    estimator = as_estimator(loaded)  # a Booster is called like LightGBM's scikit-learn API
     try:
         example, columns, integers = _example_matrix(local, estimator)
-        fp32 = sklearn_to_onnx(estimator, _n_features(estimator, example))
+        fp32 = to_onnx(estimator, _n_features(estimator, example))
     except ConversionUnsupported as exc:
         return _pyfunc_build(registry, local, backend, name, version, out, str(exc))
     return _onnx_build(estimator, fp32, example, columns, integers, backend, name, version, out)

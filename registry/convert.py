@@ -1,4 +1,4 @@
-"""scikit-learn → ONNX, and the precisions the backends run (fp32, fp16, int8).
+"""scikit-learn and LightGBM → ONNX, and the precisions the backends run (fp32, fp16, int8).
 
 Pure conversion: models in, models out, no I/O beyond a temporary file that
 `quantize_dynamic` needs. Known pitfalls handled here, each measured (see
@@ -13,6 +13,9 @@ Pure conversion: models in, models out, no I/O beyond a temporary file that
   fp16 pass leaves them fp32 (it would only round their outputs), `quantize_dynamic` rewrites
   MatMul/Gemm only. The conversion reports how many compute nodes it changed, and fp16 falls
   back to the fp32 graph when it changes none (the gpu backend runs fp32 too).
+- onnxmltools (LightGBM) without ZipMap multiplies the probabilities by 1 (the fp16 pass
+  would run that `Mul` in fp16, rounding the probabilities for nothing) and declares the
+  label output with one row → `_tidy_onnxmltools`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 
 from atoll.backends import Precision
 
@@ -131,26 +135,13 @@ def compute_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type not in _PLUMBING]
 
 
-def sklearn_to_onnx(estimator: Any, n_features: int) -> OnnxModel:
-    """fp32 ONNX of a fitted scikit-learn estimator with one float input of `n_features`.
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
-    Classifiers get `zipmap: False`, so the outputs are a label tensor and a probability
-    matrix (not a list of dicts).
-    """
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
 
-    classifier = is_classifier(estimator)
-    options = {id(estimator): {"zipmap": False}} if classifier else None
-    try:
-        model = convert_sklearn(
-            estimator,
-            initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],
-            options=options,
-        )
-    except Exception as exc:  # skl2onnx raises several unrelated types for "no converter"
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ConversionUnsupported(f"skl2onnx cannot convert {type(estimator).__name__}: {reason}") from None
+def _onnx_model(model: onnx.ModelProto, estimator: Any, n_features: int) -> OnnxModel:
+    """The fp32 `OnnxModel` of a converted graph: label + probabilities for classifiers."""
     dedupe_opsets(model)
     outputs = [o.name for o in model.graph.output]
     converted = OnnxModel(
@@ -161,11 +152,145 @@ def sklearn_to_onnx(estimator: Any, n_features: int) -> OnnxModel:
         output_names=outputs,
         compute_nodes=len(compute_nodes(model)),
     )
-    if classifier:
+    if is_classifier(estimator):
         converted.label_output = outputs[0]
         converted.proba_output = outputs[1] if len(outputs) > 1 else None
         converted.classes = [_plain(c) for c in np.asarray(estimator.classes_).ravel()]
     return converted
+
+
+def sklearn_to_onnx(estimator: Any, n_features: int) -> OnnxModel:
+    """fp32 ONNX of a fitted scikit-learn estimator with one float input of `n_features`.
+
+    Classifiers get `zipmap: False`, so the outputs are a label tensor and a probability
+    matrix (not a list of dicts).
+    """
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
+    try:
+        model = convert_sklearn(
+            estimator,
+            initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],
+            options=options,
+        )
+    except Exception as exc:  # skl2onnx raises several unrelated types for "no converter"
+        raise ConversionUnsupported(
+            f"skl2onnx cannot convert {type(estimator).__name__}: {_reason(exc)}"
+        ) from None
+    return _onnx_model(model, estimator, n_features)
+
+
+# --- LightGBM ----------------------------------------------------------------------------
+
+
+class BoosterRegressor:
+    """A LightGBM `Booster` called like the scikit-learn API's `LGBMRegressor`.
+
+    The build's parity and latency code call models as scikit-learn estimators (`predict`,
+    and `predict_proba` + `classes_` for classifiers, `n_features_in_`,
+    `feature_names_in_`): this is that view of a Booster logged with `mlflow.lightgbm`.
+    """
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+        self.n_features_in_ = int(booster.num_feature())
+        names = [str(n) for n in booster.feature_name()]
+        # LightGBM names the columns Column_0... when it was trained without names
+        unnamed = names == [f"Column_{i}" for i in range(self.n_features_in_)]
+        self.feature_names_in_ = None if unnamed else np.asarray(names)
+
+    def predict(self, rows: Any) -> NDArray[Any]:
+        return np.asarray(self.booster.predict(np.asarray(rows, dtype=np.float64)))
+
+
+class BoosterClassifier(BoosterRegressor):
+    """A Booster with a binary or multiclass objective, like `LGBMClassifier`. A Booster
+    keeps no class labels: they are 0..k-1, as onnxmltools labels them."""
+
+    def __init__(self, booster: Any, n_classes: int) -> None:
+        super().__init__(booster)
+        self.classes_ = np.arange(max(n_classes, 2))
+
+    def predict_proba(self, rows: Any) -> NDArray[Any]:
+        scores = super().predict(rows)  # binary: P(class 1); multiclass: one column per class
+        return np.column_stack([1.0 - scores, scores]) if scores.ndim == 1 else scores
+
+    def predict(self, rows: Any) -> NDArray[Any]:
+        return np.asarray(self.classes_[np.argmax(self.predict_proba(rows), axis=1)])
+
+
+def is_lightgbm(model: Any) -> bool:
+    """A LightGBM model: a Booster (or its adapter above), an LGBMClassifier/LGBMRegressor."""
+    return isinstance(model, BoosterRegressor) or type(model).__module__.partition(".")[0] == "lightgbm"
+
+
+def as_estimator(model: Any) -> Any:
+    """The model as the build calls it: a LightGBM Booster becomes a `BoosterRegressor` or
+    `BoosterClassifier` (by its objective); anything else is returned as it is."""
+    if type(model).__name__ != "Booster" or not is_lightgbm(model):
+        return model
+    info = model.dump_model(num_iteration=1)
+    objective = str(info.get("objective", "")).split(" ", 1)[0]
+    if objective == "binary" or objective.startswith("multiclass"):
+        return BoosterClassifier(model, int(info.get("num_class", 1)))
+    return BoosterRegressor(model)
+
+
+def _tidy_onnxmltools(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`Mul(x, 1)` → `Identity(x)` (drop the unused constant); outputs get an unknown row count.
+
+    onnxmltools writes the first for probabilities without ZipMap, and declares the label
+    output with 1 row (ONNX Runtime then warns on every batch).
+    """
+    ones = {
+        i.name
+        for i in model.graph.initializer
+        if int(np.prod(i.dims)) == 1 and np.all(onnx.numpy_helper.to_array(i) == 1)
+    }
+    for node in model.graph.node:
+        if node.op_type == "Mul" and node.domain in ("", "ai.onnx") and node.input[1] in ones:
+            source = node.input[0]
+            node.op_type = "Identity"
+            del node.input[:]
+            node.input.append(source)
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    if len(kept) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value"):
+            dims[0].Clear()
+    return model
+
+
+def lightgbm_to_onnx(model: Any, n_features: int) -> OnnxModel:
+    """fp32 ONNX of a LightGBM model (a Booster, or an LGBMClassifier/LGBMRegressor) with
+    onnxmltools, one float input of `n_features`: like `sklearn_to_onnx`, classifiers
+    (binary and multiclass objectives for a Booster) output a label and a probability
+    matrix (no ZipMap), regressors one column."""
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    estimator = as_estimator(model)
+    source = estimator.booster if isinstance(estimator, BoosterRegressor) else estimator
+    try:
+        converted = convert_lightgbm(
+            source, initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))], zipmap=False
+        )
+    except Exception as exc:  # NotImplementedError (objective), ValueError (type), ...
+        raise ConversionUnsupported(
+            f"onnxmltools cannot convert {type(source).__name__}: {_reason(exc)}"
+        ) from None
+    return _onnx_model(_tidy_onnxmltools(converted), estimator, n_features)
+
+
+def to_onnx(model: Any, n_features: int) -> OnnxModel:
+    """fp32 ONNX of a loaded model: LightGBM with onnxmltools, anything else with skl2onnx."""
+    return lightgbm_to_onnx(model, n_features) if is_lightgbm(model) else sklearn_to_onnx(model, n_features)
 
 
 def to_fp16(fp32: OnnxModel) -> OnnxModel:

@@ -385,6 +385,18 @@ class MlflowRegistry:
             raise InvalidInput(f"cannot load the scikit-learn model: {str(exc)[:400]}") from None
 
     @staticmethod
+    def load_lightgbm(model: LocalModel) -> Any:
+        """The LightGBM model of the `lightgbm` flavor: a `lightgbm.Booster`, or a
+        scikit-learn-API model (LGBMClassifier, LGBMRegressor) as it was logged."""
+        import mlflow.lightgbm
+
+        try:
+            with _deserialization_allowed():
+                return mlflow.lightgbm.load_model(str(model.path))
+        except Exception as exc:
+            raise InvalidInput(f"cannot load the LightGBM model: {str(exc)[:400]}") from None
+
+    @staticmethod
     def load_pyfunc(model: LocalModel) -> Any:
         """The model as `mlflow.pyfunc` serves it (any flavor with a python_function entry)."""
         import mlflow.pyfunc

@@ -81,6 +81,20 @@ def _register(client: TestClient, caller: Caller, run_id: str, name: str | None 
     return name
 
 
+def build_figures(build: dict[str, Any], original: str) -> dict[str, Any]:
+    """The numbers a build test prints: precision, parity, latency against the original."""
+    latency = build["latency"]
+    return {
+        "precision": build["precision"],
+        "max_abs_diff": build["parity"]["max_abs_diff"],
+        "label_agreement": build["parity"]["label_agreement"],
+        "p50_ms_b1": latency["batch_1"]["p50_ms"],
+        "p50_ms_b64": latency["batch_64"]["p50_ms"],
+        f"{original}_p50_ms_b1": latency["original"]["batch_1"]["p50_ms"],
+        f"{original}_p50_ms_b64": latency["original"]["batch_64"]["p50_ms"],
+    }
+
+
 def _drain(factory: sessionmaker[Session], settings: Settings) -> int:
     worker = Worker(factory, job_handlers(settings))
     ran = 0
@@ -145,15 +159,7 @@ def test_registration_queues_one_build_per_backend_and_the_worker_builds_them(
         assert build["mlflow_artifact_uri"] == f"runs:/{run_id}/atoll-builds/{backend}"
         on_run = MlflowRegistry(mlflow_uri).list_artifacts(run_id, f"atoll-builds/{backend}")
         assert sorted(on_run) == [f"atoll-builds/{backend}/build.json", f"atoll-builds/{backend}/model.onnx"]
-        report[backend] = {
-            "precision": build["precision"],
-            "max_abs_diff": build["parity"]["max_abs_diff"],
-            "label_agreement": build["parity"]["label_agreement"],
-            "p50_ms_b1": build["latency"]["batch_1"]["p50_ms"],
-            "p50_ms_b64": build["latency"]["batch_64"]["p50_ms"],
-            "sklearn_p50_ms_b1": build["latency"]["original"]["batch_1"]["p50_ms"],
-            "sklearn_p50_ms_b64": build["latency"]["original"]["batch_64"]["p50_ms"],
-        }
+        report[backend] = build_figures(build, "sklearn")
     print(f"\nGBC-30 builds in {seconds:.1f} s: {json.dumps(report, indent=1)}")
 
     asic, gpu, cpu = built["asic"], built["gpu"], built["cpu"]

@@ -1,4 +1,4 @@
-"""scikit-learn → ONNX at every precision of the default catalog, held to its thresholds."""
+"""scikit-learn and LightGBM → ONNX at every precision of the default catalog, held to its thresholds."""
 
 from __future__ import annotations
 
@@ -18,14 +18,22 @@ from atoll.backends import load_catalog
 from atoll.registry import parity
 from atoll.registry.build_steps import choose_provider
 from atoll.registry.convert import (
+    BoosterClassifier,
+    BoosterRegressor,
     ConversionUnsupported,
     OnnxModel,
+    as_estimator,
     at_precision,
+    compute_nodes,
     dedupe_opsets,
     drop_noop_casts,
+    is_classifier,
+    is_lightgbm,
+    lightgbm_to_onnx,
     sklearn_to_onnx,
     to_fp16,
     to_int8,
+    to_onnx,
 )
 
 CATALOG = load_catalog()
@@ -235,3 +243,185 @@ class TestProviders:
     def test_a_real_asic_provider_is_used_when_plugged_in(self) -> None:
         choice = choose_provider(CATALOG.get("asic"), ["AsicExecutionProvider", "CPUExecutionProvider"])
         assert choice.providers[0] == "AsicExecutionProvider" and not choice.emulated
+
+
+# --- LightGBM (onnxmltools) ---------------------------------------------------------------
+
+LIGHTGBM_KINDS = [
+    "lgbm-binary",
+    "booster-binary",
+    "lgbm-multiclass",
+    "booster-multiclass",
+    "lgbm-regressor",
+    "booster-regressor",
+]
+
+
+def _fit_lightgbm(kind: str) -> tuple[Any, np.ndarray]:
+    """LightGBM models (50 trees) through the scikit-learn API (`lgbm-`) or `lightgbm.train`."""
+    import lightgbm
+
+    api, task = kind.split("-")
+    if task == "regressor":
+        features, target = make_regression(n_samples=400, n_features=10, noise=5.0, random_state=0)
+    else:
+        classes = 3 if task == "multiclass" else 2
+        features, target = make_classification(
+            n_samples=600, n_features=20, n_informative=10, n_classes=classes, random_state=0
+        )
+    if api == "lgbm":
+        estimator = lightgbm.LGBMRegressor if task == "regressor" else lightgbm.LGBMClassifier
+        return estimator(n_estimators=50, random_state=0, verbose=-1).fit(features, target), features
+    objectives: dict[str, dict[str, Any]] = {
+        "regressor": {"objective": "regression"},
+        "binary": {"objective": "binary"},
+        "multiclass": {"objective": "multiclass", "num_class": 3},
+    }
+    booster = lightgbm.train(
+        {**objectives[task], "verbose": -1, "seed": 0}, lightgbm.Dataset(features, target), 50
+    )
+    return booster, features
+
+
+def _lightgbm_own(model: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """LightGBM's own outputs (probabilities and labels, or predictions), not through Atoll."""
+    data = rows.astype(np.float64)
+    if hasattr(model, "predict_proba"):  # LGBMClassifier
+        return model.predict_proba(data), model.predict(data)
+    if hasattr(model, "classes_") or not hasattr(model, "num_feature"):  # LGBMRegressor
+        return model.predict(data), None
+    scores = np.asarray(model.predict(data))  # a Booster
+    objective = model.params["objective"]
+    if objective == "regression":
+        return scores, None
+    probabilities = np.column_stack([1 - scores, scores]) if objective == "binary" else scores
+    return probabilities, np.argmax(probabilities, axis=1)
+
+
+@pytest.fixture(scope="module", params=LIGHTGBM_KINDS)
+def lightgbm_fitted(request: pytest.FixtureRequest) -> tuple[str, Any, np.ndarray, OnnxModel]:
+    model, features = _fit_lightgbm(request.param)
+    return request.param, model, features, lightgbm_to_onnx(model, features.shape[1])
+
+
+def _lightgbm_rows(features: np.ndarray) -> np.ndarray:
+    return np.vstack([features[:50], parity.sample_around(features[:50])]).astype(np.float32)
+
+
+def test_lightgbm_fp32_reproduces_lightgbm(lightgbm_fitted: tuple[str, Any, np.ndarray, OnnxModel]) -> None:
+    kind, model, features, fp32 = lightgbm_fitted
+    rows = _lightgbm_rows(features)
+    want, want_labels = _lightgbm_own(model, rows)
+    got, got_labels = _run(fp32, rows)
+    diff = parity.compare(want, got, reference_labels=want_labels, candidate_labels=got_labels)
+    print(f"\n{kind}: fp32 vs lightgbm on {diff.rows} rows: {diff.as_dict()}")
+    if kind.endswith("regressor"):
+        assert fp32.label_output is None and fp32.proba_output is None and fp32.classes is None
+        assert diff.max_scaled_diff < 1e-5, kind  # predictions in the hundreds: relative
+    else:
+        assert diff.max_abs_diff < 1e-5, kind
+        assert diff.label_agreement == 1.0, kind
+        width = 3 if "multiclass" in kind else 2
+        assert fp32.classes == list(range(width)) and got.shape == (len(rows), width)
+        assert (fp32.label_output, fp32.proba_output) == ("label", "probabilities")
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu", "asic"])
+def test_lightgbm_every_backend_keeps_the_tree_graph_and_its_thresholds(
+    lightgbm_fitted: tuple[str, Any, np.ndarray, OnnxModel], backend: str
+) -> None:
+    kind, model, features, fp32 = lightgbm_fitted
+    entry = CATALOG.get(backend)
+    built = at_precision(fp32, entry.default_precision)
+    trees = [n for n in fp32.model.graph.node if n.op_type.startswith("TreeEnsemble")]
+    assert len(trees) == 1 and compute_nodes(fp32.model) == trees, "only the tree ensemble computes"
+    assert [n for n in built.model.graph.node if n.op_type.startswith("TreeEnsemble")] == trees
+    assert built.changed_nodes == 0
+    if entry.default_precision == "fp16":
+        assert built.precision == "fp32"
+        assert (
+            f"no operator of this graph has an fp16 kernel ({trees[0].op_type}); kept fp32" in built.notes[-1]
+        )
+    if entry.default_precision == "int8":
+        assert built.precision == "int8"
+        assert f"found no MatMul/Gemm to quantise ({trees[0].op_type} stay fp32)" in built.notes[-1]
+    rows = _lightgbm_rows(features)
+    want, want_labels = _lightgbm_own(model, rows)
+    got, got_labels = _run(built, rows)
+    diff = parity.compare(want, got, reference_labels=want_labels, candidate_labels=got_labels)
+    verdict = parity.judge(
+        diff, max_abs_diff=entry.parity.max_abs_diff, min_label_agreement=entry.parity.min_label_agreement
+    )
+    assert verdict.passed, f"{kind} on {backend}: {verdict.reasons}"
+
+
+def test_lightgbm_graph_has_no_zipmap_no_noop_mul_and_any_batch_size() -> None:
+    model, features = _fit_lightgbm("lgbm-binary")
+    converted = lightgbm_to_onnx(model, 20)
+    ops = {n.op_type for n in converted.model.graph.node}
+    assert "ZipMap" not in ops and "Mul" not in ops  # onnxmltools' probabilities * 1 is gone
+    assert not converted.model.graph.initializer
+    for output in converted.model.graph.output:
+        assert not output.type.tensor_type.shape.dim[0].HasField("dim_value"), output.name
+    values, labels = _run(converted, features[:7].astype(np.float32))
+    assert values.shape == (7, 2) and labels is not None and labels.shape == (7,)
+
+
+def test_booster_adapter_predicts_like_the_scikit_learn_api() -> None:
+    import lightgbm
+
+    for kind in ("lgbm-binary", "lgbm-multiclass", "lgbm-regressor"):
+        estimator, features = _fit_lightgbm(kind)
+        adapted = as_estimator(estimator.booster_)
+        classifier = isinstance(estimator, lightgbm.LGBMClassifier)
+        assert isinstance(adapted, BoosterClassifier if classifier else BoosterRegressor), kind
+        assert adapted.n_features_in_ == features.shape[1] and adapted.feature_names_in_ is None
+        np.testing.assert_array_equal(adapted.predict(features), estimator.predict(features))
+        if classifier:
+            assert isinstance(adapted, BoosterClassifier)
+            np.testing.assert_allclose(adapted.predict_proba(features), estimator.predict_proba(features))
+            np.testing.assert_array_equal(adapted.classes_, estimator.classes_)
+        else:
+            assert not is_classifier(adapted)
+    assert as_estimator(estimator) is estimator  # not a Booster: unchanged
+
+
+def test_booster_adapter_keeps_the_training_column_names() -> None:
+    import lightgbm
+    import pandas as pd
+
+    features, labels = make_classification(n_samples=200, n_features=4, random_state=0)
+    frame = pd.DataFrame(features, columns=["a", "b", "c", "d"])
+    booster = lightgbm.train({"objective": "binary", "verbose": -1}, lightgbm.Dataset(frame, labels), 5)
+    assert list(as_estimator(booster).feature_names_in_) == ["a", "b", "c", "d"]
+
+
+def test_lightgbm_string_labels_come_back_as_strings() -> None:
+    import lightgbm
+
+    features, labels = make_classification(n_samples=300, n_features=8, random_state=0)
+    named = np.where(labels == 1, "yes", "no")
+    estimator = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(features, named)
+    converted = to_onnx(estimator, 8)
+    assert converted.classes == ["no", "yes"]
+    _, got = _run(converted, features.astype(np.float32))
+    assert got is not None and list(got) == list(estimator.predict(features))
+
+
+def test_to_onnx_picks_the_converter_by_model() -> None:
+    lgbm, _ = _fit_lightgbm("lgbm-regressor")
+    forest, _ = _fit("regressor")
+    assert {n.op_type for n in to_onnx(lgbm, 10).model.graph.node} >= {"TreeEnsembleRegressor"}
+    assert is_lightgbm(lgbm) and not is_lightgbm(forest)
+    assert to_onnx(forest, 10).model.graph.node  # skl2onnx, as before
+
+
+def test_an_unsupported_lightgbm_objective_is_unsupported_with_the_reason() -> None:
+    import lightgbm
+
+    features, labels = make_classification(n_samples=200, n_features=5, random_state=0)
+    booster = lightgbm.train(
+        {"objective": "cross_entropy", "verbose": -1}, lightgbm.Dataset(features, labels.astype(float)), 5
+    )
+    with pytest.raises(ConversionUnsupported, match="onnxmltools cannot convert Booster: Unsupported"):
+        lightgbm_to_onnx(booster, 5)

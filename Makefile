@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: uv-ok help install up test test-unit lint format bench clean
+.PHONY: uv-ok system-ok help install up test test-unit lint format bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -14,7 +14,11 @@ help:  ## List the targets
 uv-ok:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
 
-install: uv-ok  ## Install Python and npm dependencies from the lock files
+system-ok:  # LightGBM's wheel links OpenMP (libgomp1, Debian); installed when run as root
+	@ldconfig -p | grep -q 'libgomp\.so\.1' || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq libgomp1; } \
+		|| { echo "LightGBM needs OpenMP: apt-get install -y libgomp1" >&2; exit 1; }
+
+install: uv-ok system-ok  ## Install Python and npm dependencies from the lock files
 	$(UV) sync --frozen
 	npm ci --no-audit --no-fund --loglevel=error
 

@@ -7,6 +7,9 @@ MLflow serves the same fitted estimator saved with `mlflow.sklearn.save_model`
 only), 32 connections, one-row requests in MLflow's `dataframe_split` format to
 `/invocations` on both, a warm-up, then a fixed duration each. A third run serves Atoll
 with batching off (`--max-batch 1`) to show what micro-batching buys at concurrency 32.
+(With this model, little: a one-row call takes ~12 us, so the server runs most requests
+inline on the event loop (see `batching.py`) and merging saves only call overhead; it pays
+where a call has a large fixed cost, such as a GPU kernel launch.)
 
 Needs: `wrk` on PATH (`apt-get install -y wrk`); without it a Python load generator
 (httpx, in a separate process) is used and says so; its own CPU use caps what it can show.

@@ -13,6 +13,7 @@ serve`). A model with no signature is served when its input example is a numeric
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +51,9 @@ class PyfuncModel(LoadedModel):
     platform: ClassVar[str] = "mlflow_pyfunc"
     column_dtypes: list[np.dtype[Any]] | None = None  # None: a tensor input, passed as is
     integral: list[int] = field(default_factory=list)  # column positions that take whole numbers
+    # One predict at a time: an ONNX session is thread-safe, a user's PythonModel need not be
+    # (the batcher may run a full batch inline while another runs in its worker thread).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check_rows(self, rows: npt.NDArray[Any]) -> None:
         """Integer and boolean columns take whole numbers: 1.5 is refused, not truncated."""
@@ -78,7 +82,8 @@ class PyfuncModel(LoadedModel):
                     for i, (name, dtype) in enumerate(zip(columns, self.column_dtypes, strict=True))
                 }
             )
-        predictions = _as_array(self.session.predict(data))
+        with self._lock:
+            predictions = _as_array(self.session.predict(data))
         if predictions.ndim == 0 or predictions.shape[0] != rows.shape[0]:
             raise ValueError(f"predict returned {predictions.shape[:1]} rows for {rows.shape[0]}")
         return {PREDICTIONS: predictions}

@@ -17,8 +17,9 @@ Inline fast path: a request whose rows the model is measured to answer in under
 with nobody else announced, or when it fills a batch by itself (there is nothing to merge
 it with). A thread hop (queue put, worker wake-up, the loop's wake-up and the
 GIL hand-back) costs more than a sub-millisecond model call, which is most of what a lone
-caller would wait for. Slow models, and everything under concurrency, keep going through
-the worker thread, so a long call never stalls the loop and parsing overlaps the model.
+caller would wait for. Slow models, and small requests under concurrency (they may merge),
+go through the worker thread, so a long call never stalls the loop and parsing overlaps
+the model.
 """
 
 from __future__ import annotations

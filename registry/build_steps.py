@@ -28,7 +28,7 @@ from atoll.registry.convert import (
     is_classifier,
     to_onnx,
 )
-from atoll.registry.mlflow_adapter import LocalModel, MlflowRegistry
+from atoll.registry.mlflow_adapter import TREE_FLAVORS, LocalModel, MlflowRegistry
 
 CPU_PROVIDER = "CPUExecutionProvider"
 EXECUTOR_PROVIDERS = {"onnxruntime-cpu": CPU_PROVIDER, "onnxruntime-cuda": "CUDAExecutionProvider"}
@@ -93,17 +93,18 @@ def make(
     registry: MlflowRegistry, local: LocalModel, backend: Backend, name: str, version: int, out: Path
 ) -> Outcome:
     out.mkdir(parents=True, exist_ok=True)
-    if "sklearn" in local.flavors:  # LGBMClassifier/LGBMRegressor logged with mlflow.sklearn too
+    trees = next((f for f in TREE_FLAVORS if f in local.flavors), None)
+    if "sklearn" in local.flavors:  # LGBM*/XGB* estimators logged with mlflow.sklearn too
         loaded = registry.load_sklearn(local)
-    elif "lightgbm" in local.flavors:  # a Booster, or LightGBM's scikit-learn API
-        loaded = registry.load_lightgbm(local)
+    elif trees is not None:  # a Booster, or LightGBM's / XGBoost's scikit-learn API
+        loaded = registry.load_trees(local, trees)
     else:
         flavors = ", ".join(f for f in local.flavors if f != "python_function") or "python_function"
         return _pyfunc_build(
             registry, local, backend, name, version, out, f"no ONNX converter for flavor {flavors}"
         )
-    estimator = as_estimator(loaded)  # a Booster is called like LightGBM's scikit-learn API
     try:
+        estimator = as_estimator(loaded)  # a Booster is called like its library's scikit-learn API
         example, columns, integers = _example_matrix(local, estimator)
         fp32 = to_onnx(estimator, _n_features(estimator, example))
     except ConversionUnsupported as exc:

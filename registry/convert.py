@@ -1,4 +1,4 @@
-"""scikit-learn and LightGBM → ONNX, and the precisions the backends run (fp32, fp16, int8).
+"""scikit-learn, LightGBM and XGBoost → ONNX, and the precisions the backends run (fp32, fp16, int8).
 
 Pure conversion: models in, models out, no I/O beyond a temporary file that
 `quantize_dynamic` needs. Known pitfalls handled here, each measured (see
@@ -15,12 +15,17 @@ Pure conversion: models in, models out, no I/O beyond a temporary file that
   back to the fp32 graph when it changes none (the gpu backend runs fp32 too).
 - onnxmltools (LightGBM) without ZipMap multiplies the probabilities by 1 (the fp16 pass
   would run that `Mul` in fp16, rounding the probabilities for nothing) and declares the
-  label output with one row → `_tidy_onnxmltools`.
+  label output with one row; for XGBoost it declares no `ai.onnx` opset (`quantize_dynamic`
+  fails as above) → `_tidy_onnxmltools`.
+- onnxmltools' XGBoost converter rejects feature names other than f0, f1... → it converts a
+  copy of the Booster without names.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,32 +187,55 @@ def sklearn_to_onnx(estimator: Any, n_features: int) -> OnnxModel:
     return _onnx_model(model, estimator, n_features)
 
 
-# --- LightGBM ----------------------------------------------------------------------------
+# --- LightGBM and XGBoost (onnxmltools) ----------------------------------------------------
+
+
+def library(model: Any) -> str:
+    """The top-level module of a model's class, seen through the Booster adapters below
+    ("lightgbm", "xgboost", "sklearn", ...)."""
+    inner = model.booster if isinstance(model, BoosterRegressor) else model
+    return type(inner).__module__.partition(".")[0]
 
 
 class BoosterRegressor:
-    """A LightGBM `Booster` called like the scikit-learn API's `LGBMRegressor`.
+    """A LightGBM or XGBoost `Booster` called like their scikit-learn API's regressor.
 
     The build's parity and latency code call models as scikit-learn estimators (`predict`,
     and `predict_proba` + `classes_` for classifiers, `n_features_in_`,
-    `feature_names_in_`): this is that view of a Booster logged with `mlflow.lightgbm`.
+    `feature_names_in_`): this is that view of a Booster logged with `mlflow.lightgbm` or
+    `mlflow.xgboost`.
     """
 
     def __init__(self, booster: Any) -> None:
         self.booster = booster
-        self.n_features_in_ = int(booster.num_feature())
-        names = [str(n) for n in booster.feature_name()]
-        # LightGBM names the columns Column_0... when it was trained without names
-        unnamed = names == [f"Column_{i}" for i in range(self.n_features_in_)]
-        self.feature_names_in_ = None if unnamed else np.asarray(names)
+        names: list[str] | None
+        if library(booster) == "xgboost":
+            self.n_features_in_ = int(booster.num_features())
+            names = booster.feature_names  # None when it was trained without names
+        else:
+            self.n_features_in_ = int(booster.num_feature())
+            names = [str(n) for n in booster.feature_name()]
+            # LightGBM names the columns Column_0... when it was trained without names
+            if names == [f"Column_{i}" for i in range(self.n_features_in_)]:
+                names = None
+        self.feature_names_in_ = None if names is None else np.asarray(names)
 
     def predict(self, rows: Any) -> NDArray[Any]:
-        return np.asarray(self.booster.predict(np.asarray(rows, dtype=np.float64)))
+        data = np.asarray(rows, dtype=np.float64)
+        if library(self.booster) == "xgboost":
+            import xgboost
+
+            # an XGBoost Booster checks the column names it was trained with
+            return np.asarray(
+                self.booster.predict(xgboost.DMatrix(data, feature_names=self.booster.feature_names))
+            )
+        return np.asarray(self.booster.predict(data))
 
 
 class BoosterClassifier(BoosterRegressor):
-    """A Booster with a binary or multiclass objective, like `LGBMClassifier`. A Booster
-    keeps no class labels: they are 0..k-1, as onnxmltools labels them."""
+    """A Booster with a binary or multiclass objective, like `LGBMClassifier` /
+    `XGBClassifier`. A Booster keeps no class labels: they are 0..k-1, as onnxmltools
+    labels them."""
 
     def __init__(self, booster: Any, n_classes: int) -> None:
         super().__init__(booster)
@@ -221,15 +249,54 @@ class BoosterClassifier(BoosterRegressor):
         return np.asarray(self.classes_[np.argmax(self.predict_proba(rows), axis=1)])
 
 
-def is_lightgbm(model: Any) -> bool:
-    """A LightGBM model: a Booster (or its adapter above), an LGBMClassifier/LGBMRegressor."""
-    return isinstance(model, BoosterRegressor) or type(model).__module__.partition(".")[0] == "lightgbm"
+def _xgboost_config(booster: Any) -> tuple[str, int]:
+    """An XGBoost Booster's objective and its number of classes (0 for one output)."""
+    learner = json.loads(booster.save_config())["learner"]
+    return str(learner["objective"]["name"]), int(learner["learner_model_param"].get("num_class", 0))
+
+
+def _xgboost_classes(booster: Any) -> int | None:
+    """How many classes an XGBoost objective predicts (None: a regressor); objectives
+    onnxmltools does not reproduce raise `ConversionUnsupported`."""
+    objective, classes = _xgboost_config(booster)
+    if objective == "binary:logistic":
+        return 2
+    if objective in ("multi:softprob", "multi:softmax"):
+        return classes
+    # onnxmltools converts reg:logistic as a plain regression: no sigmoid (measured 8.5 off)
+    if objective.startswith("reg:") and objective != "reg:logistic":
+        return None
+    raise ConversionUnsupported(
+        f"no ONNX conversion for the XGBoost objective {objective} (binary:logistic, multi:softprob, "
+        f"multi:softmax and reg:* except reg:logistic are converted)"
+    )
+
+
+def _xgboost_probabilities(booster: Any) -> Any:
+    """`multi:softmax` predicts labels (and onnxmltools would output raw margins as its
+    "probabilities"): a copy under `multi:softprob` predicts the probabilities from the same
+    trees, their argmax being those labels. Other boosters are returned as they are."""
+    if _xgboost_config(booster)[0] != "multi:softmax":
+        return booster
+    probabilities = booster.copy()
+    probabilities.set_param({"objective": "multi:softprob"})
+    return probabilities
 
 
 def as_estimator(model: Any) -> Any:
-    """The model as the build calls it: a LightGBM Booster becomes a `BoosterRegressor` or
-    `BoosterClassifier` (by its objective); anything else is returned as it is."""
-    if type(model).__name__ != "Booster" or not is_lightgbm(model):
+    """The model as the build calls it: a LightGBM or XGBoost Booster becomes a
+    `BoosterRegressor` or `BoosterClassifier` (by its objective); anything else is returned
+    as it is. An XGBoost objective with no conversion raises `ConversionUnsupported`."""
+    if type(model).__name__ != "Booster":
+        return model
+    if library(model) == "xgboost":
+        classes = _xgboost_classes(model)
+        return (
+            BoosterRegressor(model)
+            if classes is None
+            else BoosterClassifier(_xgboost_probabilities(model), classes)
+        )
+    if library(model) != "lightgbm":
         return model
     info = model.dump_model(num_iteration=1)
     objective = str(info.get("objective", "")).split(" ", 1)[0]
@@ -239,10 +306,13 @@ def as_estimator(model: Any) -> Any:
 
 
 def _tidy_onnxmltools(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`Mul(x, 1)` → `Identity(x)` (drop the unused constant); outputs get an unknown row count.
+    """`Mul(x, 1)` → `Identity(x)` (drop the unused constant); outputs get an unknown row
+    count; an `ai.onnx` opset is declared where there is none.
 
-    onnxmltools writes the first for probabilities without ZipMap, and declares the label
-    output with 1 row (ONNX Runtime then warns on every batch).
+    onnxmltools writes the first for LightGBM probabilities without ZipMap, declares the
+    LightGBM label output with 1 row (ONNX Runtime then warns on every batch), and declares
+    only `ai.onnx.ml` for XGBoost (`quantize_dynamic` then fails with "Failed to find proper
+    ai.onnx domain"; 11 is the opset it raises older ones to).
     """
     ones = {
         i.name
@@ -264,7 +334,27 @@ def _tidy_onnxmltools(model: onnx.ModelProto) -> onnx.ModelProto:
         dims = output.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value"):
             dims[0].Clear()
+    if not any(o.domain in ("", "ai.onnx") for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("", 11))
     return model
+
+
+def _onnxmltools_to_onnx(
+    convert: Callable[..., onnx.ModelProto], source: Any, estimator: Any, n_features: int, **options: Any
+) -> OnnxModel:
+    """`convert` (an onnxmltools converter) applied to `source`, one float input of
+    `n_features`; a failure is `ConversionUnsupported`."""
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    try:
+        converted = convert(
+            source, initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))], **options
+        )
+    except Exception as exc:  # NotImplementedError (objective), ValueError (type), RuntimeError, ...
+        raise ConversionUnsupported(
+            f"onnxmltools cannot convert {type(source).__name__}: {_reason(exc)}"
+        ) from None
+    return _onnx_model(_tidy_onnxmltools(converted), estimator, n_features)
 
 
 def lightgbm_to_onnx(model: Any, n_features: int) -> OnnxModel:
@@ -273,24 +363,35 @@ def lightgbm_to_onnx(model: Any, n_features: int) -> OnnxModel:
     (binary and multiclass objectives for a Booster) output a label and a probability
     matrix (no ZipMap), regressors one column."""
     from onnxmltools import convert_lightgbm
-    from onnxmltools.convert.common.data_types import FloatTensorType
 
     estimator = as_estimator(model)
     source = estimator.booster if isinstance(estimator, BoosterRegressor) else estimator
-    try:
-        converted = convert_lightgbm(
-            source, initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))], zipmap=False
-        )
-    except Exception as exc:  # NotImplementedError (objective), ValueError (type), ...
-        raise ConversionUnsupported(
-            f"onnxmltools cannot convert {type(source).__name__}: {_reason(exc)}"
-        ) from None
-    return _onnx_model(_tidy_onnxmltools(converted), estimator, n_features)
+    return _onnxmltools_to_onnx(convert_lightgbm, source, estimator, n_features, zipmap=False)
+
+
+def xgboost_to_onnx(model: Any, n_features: int) -> OnnxModel:
+    """fp32 ONNX of an XGBoost model (a Booster, or an XGBClassifier/XGBRegressor) with
+    onnxmltools, outputs as `lightgbm_to_onnx`'s. The converter reads the Booster, from a
+    copy without feature names (it takes only `f0`, `f1`... names; the input is positional
+    anyway) and with `multi:softmax` made `multi:softprob`."""
+    from onnxmltools import convert_xgboost
+
+    estimator = as_estimator(model)
+    booster = estimator.booster if isinstance(estimator, BoosterRegressor) else estimator.get_booster()
+    booster = _xgboost_probabilities(booster)
+    _xgboost_classes(booster)  # the objective is one onnxmltools reproduces
+    source = booster.copy()
+    source.feature_names = None
+    return _onnxmltools_to_onnx(convert_xgboost, source, estimator, n_features)
+
+
+_ONNXMLTOOLS = {"lightgbm": lightgbm_to_onnx, "xgboost": xgboost_to_onnx}
 
 
 def to_onnx(model: Any, n_features: int) -> OnnxModel:
-    """fp32 ONNX of a loaded model: LightGBM with onnxmltools, anything else with skl2onnx."""
-    return lightgbm_to_onnx(model, n_features) if is_lightgbm(model) else sklearn_to_onnx(model, n_features)
+    """fp32 ONNX of a loaded model: LightGBM and XGBoost with onnxmltools, anything else
+    with skl2onnx."""
+    return _ONNXMLTOOLS.get(library(model), sklearn_to_onnx)(model, n_features)
 
 
 def to_fp16(fp32: OnnxModel) -> OnnxModel:

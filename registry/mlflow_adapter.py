@@ -6,6 +6,7 @@ server is `Unavailable` naming the URI, so no caller needs to know MLflow's exce
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 T = TypeVar("T")
 UPLOAD_EXPERIMENT = "atoll-uploads"
+# MLflow flavors of gradient-boosted trees that builds convert with onnxmltools (flavor: library)
+TREE_FLAVORS = {"lightgbm": "LightGBM", "xgboost": "XGBoost"}
 
 
 @dataclass(frozen=True)
@@ -385,16 +388,15 @@ class MlflowRegistry:
             raise InvalidInput(f"cannot load the scikit-learn model: {str(exc)[:400]}") from None
 
     @staticmethod
-    def load_lightgbm(model: LocalModel) -> Any:
-        """The LightGBM model of the `lightgbm` flavor: a `lightgbm.Booster`, or a
-        scikit-learn-API model (LGBMClassifier, LGBMRegressor) as it was logged."""
-        import mlflow.lightgbm
-
+    def load_trees(model: LocalModel, flavor: str) -> Any:
+        """The model of a `lightgbm` or `xgboost` flavor (`TREE_FLAVORS`): a `Booster`, or a
+        scikit-learn-API model (LGBMClassifier, XGBRegressor, ...) as it was logged."""
+        loader = importlib.import_module(f"mlflow.{flavor}")
         try:
             with _deserialization_allowed():
-                return mlflow.lightgbm.load_model(str(model.path))
+                return loader.load_model(str(model.path))
         except Exception as exc:
-            raise InvalidInput(f"cannot load the LightGBM model: {str(exc)[:400]}") from None
+            raise InvalidInput(f"cannot load the {TREE_FLAVORS[flavor]} model: {str(exc)[:400]}") from None
 
     @staticmethod
     def load_pyfunc(model: LocalModel) -> Any:

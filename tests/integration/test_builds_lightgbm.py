@@ -55,16 +55,9 @@ def _log_booster(mlflow_uri: str) -> str:
     return str(run.info.run_id)
 
 
-def test_a_lightgbm_booster_gets_onnx_builds_on_every_backend(
-    registry_client: TestClient,
-    admin: Caller,
-    mlflow_uri: str,
-    registry_settings: Settings,
-    session_factory: sessionmaker[Session],
-) -> None:
-    name = _register(registry_client, admin, _log_booster(mlflow_uri))
-    assert _drain(session_factory, registry_settings) == 3
-    built = _builds(registry_client, admin, name)
+def assert_tree_builds(built: dict[str, dict[str, Any]], columns: list[str], original: str) -> None:
+    """A binary tree-ensemble classifier's builds: ONNX on every backend, the trees fp32, parity
+    held, the manifest's columns and classes; prints the figures."""
     assert sorted(built) == ["asic", "cpu", "gpu"]
     report = {}
     for backend, build in built.items():
@@ -80,15 +73,27 @@ def test_a_lightgbm_booster_gets_onnx_builds_on_every_backend(
             and build["latency"]["original"]["batch_64"]["p50_ms"] > 0
         )
         manifest = BuildManifest.load(Path(build["artifact_uri"]))
-        assert manifest.format == "onnx" and manifest.input_columns == COLUMNS and manifest.n_features == 12
+        assert manifest.format == "onnx" and manifest.input_columns == columns and manifest.n_features == 12
         assert manifest.classes == [0, 1] and manifest.proba_output == "probabilities"
-        report[backend] = build_figures(build, "lightgbm")
-    print(f"\nLightGBM Booster builds: {json.dumps(report, indent=1)}")
+        report[backend] = build_figures(build, original)
+    print(f"\n{original} Booster builds: {json.dumps(report, indent=1)}")
     assert built["asic"]["precision"] == "int8" and built["asic"]["emulated"] is True
     assert "found no MatMul/Gemm to quantise (TreeEnsembleClassifier stay fp32)" in built["asic"]["note"]
     assert built["gpu"]["precision"] == "fp32"
     assert "no operator of this graph has an fp16 kernel (TreeEnsembleClassifier)" in built["gpu"]["note"]
     assert built["cpu"]["precision"] == "fp32"
+
+
+def test_a_lightgbm_booster_gets_onnx_builds_on_every_backend(
+    registry_client: TestClient,
+    admin: Caller,
+    mlflow_uri: str,
+    registry_settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> None:
+    name = _register(registry_client, admin, _log_booster(mlflow_uri))
+    assert _drain(session_factory, registry_settings) == 3
+    assert_tree_builds(_builds(registry_client, admin, name), COLUMNS, "lightgbm")
 
 
 def _save_sklearn_api(kind: str, path: Path) -> None:
@@ -113,6 +118,22 @@ def _save_sklearn_api(kind: str, path: Path) -> None:
     mlflow.lightgbm.save_model(regressor, str(path), input_example=frame[:5], pip_requirements=["lightgbm"])
 
 
+def assert_sklearn_api_build(outcome: build_steps.Outcome, kind: str, columns: list[str]) -> None:
+    """An ONNX build of a scikit-learn-API tree model (classifier or regressor by `kind`)
+    within the cpu thresholds; prints the parity figures."""
+    assert outcome.format == "onnx" and outcome.failure is None, outcome.notes
+    parity: dict[str, Any] = outcome.parity or {}
+    print(
+        f"\n{kind}: {json.dumps({k: parity[k] for k in ('max_abs_diff', 'max_scaled_diff', 'label_agreement')})}"
+    )
+    assert parity["passed"] is True and parity["max_scaled_diff"] < 1e-5
+    assert outcome.manifest.input_columns == columns
+    if kind == "sklearn-flavor-classifier":
+        assert parity["label_agreement"] == 1.0 and outcome.manifest.classes == [0, 1]
+    else:
+        assert parity["label_agreement"] is None and outcome.manifest.classes is None
+
+
 @pytest.mark.parametrize("kind", ["sklearn-flavor-classifier", "lightgbm-flavor-regressor"])
 def test_lightgbm_scikit_learn_api_models_get_onnx_builds(tmp_path: Path, kind: str) -> None:
     _save_sklearn_api(kind, tmp_path / "saved")
@@ -120,14 +141,4 @@ def test_lightgbm_scikit_learn_api_models_get_onnx_builds(tmp_path: Path, kind: 
     assert ("sklearn" in local.flavors) is (kind == "sklearn-flavor-classifier")
     registry = MlflowRegistry(f"sqlite:///{tmp_path / 'unused.db'}")
     outcome = build_steps.make(registry, local, load_catalog().get("cpu"), "lgbm", 1, tmp_path / "build")
-    assert outcome.format == "onnx" and outcome.failure is None, outcome.notes
-    parity: dict[str, Any] = outcome.parity or {}
-    print(
-        f"\n{kind}: {json.dumps({k: parity[k] for k in ('max_abs_diff', 'max_scaled_diff', 'label_agreement')})}"
-    )
-    assert parity["passed"] is True and parity["max_scaled_diff"] < 1e-5
-    assert outcome.manifest.input_columns == COLUMNS
-    if kind == "sklearn-flavor-classifier":
-        assert parity["label_agreement"] == 1.0 and outcome.manifest.classes == [0, 1]
-    else:
-        assert parity["label_agreement"] is None and outcome.manifest.classes is None
+    assert_sklearn_api_build(outcome, kind, COLUMNS)

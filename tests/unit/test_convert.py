@@ -1,7 +1,8 @@
-"""scikit-learn and LightGBM → ONNX at every precision of the default catalog, held to its thresholds."""
+"""scikit-learn, LightGBM and XGBoost → ONNX at every precision of the default catalog, held to its thresholds."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -28,12 +29,13 @@ from atoll.registry.convert import (
     dedupe_opsets,
     drop_noop_casts,
     is_classifier,
-    is_lightgbm,
+    library,
     lightgbm_to_onnx,
     sklearn_to_onnx,
     to_fp16,
     to_int8,
     to_onnx,
+    xgboost_to_onnx,
 )
 
 CATALOG = load_catalog()
@@ -247,6 +249,15 @@ class TestProviders:
 
 # --- LightGBM (onnxmltools) ---------------------------------------------------------------
 
+XGBOOST_KINDS = [
+    "xgb-binary",
+    "xgbooster-binary",
+    "xgb-multiclass",
+    "xgbooster-multiclass",
+    "xgbooster-softmax",
+    "xgb-regressor",
+    "xgbooster-regressor",
+]
 LIGHTGBM_KINDS = [
     "lgbm-binary",
     "booster-binary",
@@ -257,18 +268,23 @@ LIGHTGBM_KINDS = [
 ]
 
 
+def _tree_data(task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Training data of the tree-ensemble tests: 10 features for a regressor, 20 and 2 or 3
+    classes for `binary` or `multiclass`/`softmax`."""
+    if task == "regressor":
+        return make_regression(n_samples=400, n_features=10, noise=5.0, random_state=0)  # type: ignore[no-any-return]
+    classes = 2 if task == "binary" else 3
+    return make_classification(  # type: ignore[no-any-return]
+        n_samples=600, n_features=20, n_informative=10, n_classes=classes, random_state=0
+    )
+
+
 def _fit_lightgbm(kind: str) -> tuple[Any, np.ndarray]:
     """LightGBM models (50 trees) through the scikit-learn API (`lgbm-`) or `lightgbm.train`."""
     import lightgbm
 
     api, task = kind.split("-")
-    if task == "regressor":
-        features, target = make_regression(n_samples=400, n_features=10, noise=5.0, random_state=0)
-    else:
-        classes = 3 if task == "multiclass" else 2
-        features, target = make_classification(
-            n_samples=600, n_features=20, n_informative=10, n_classes=classes, random_state=0
-        )
+    features, target = _tree_data(task)
     if api == "lgbm":
         estimator = lightgbm.LGBMRegressor if task == "regressor" else lightgbm.LGBMClassifier
         return estimator(n_estimators=50, random_state=0, verbose=-1).fit(features, target), features
@@ -298,39 +314,46 @@ def _lightgbm_own(model: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray 
     return probabilities, np.argmax(probabilities, axis=1)
 
 
-@pytest.fixture(scope="module", params=LIGHTGBM_KINDS)
-def lightgbm_fitted(request: pytest.FixtureRequest) -> tuple[str, Any, np.ndarray, OnnxModel]:
-    model, features = _fit_lightgbm(request.param)
-    return request.param, model, features, lightgbm_to_onnx(model, features.shape[1])
+def _own(model: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The library's own outputs, LightGBM's or XGBoost's."""
+    return _xgboost_own(model, rows) if library(model) == "xgboost" else _lightgbm_own(model, rows)
 
 
-def _lightgbm_rows(features: np.ndarray) -> np.ndarray:
+@pytest.fixture(scope="module", params=LIGHTGBM_KINDS + XGBOOST_KINDS)
+def trees_fitted(request: pytest.FixtureRequest) -> tuple[str, Any, np.ndarray, OnnxModel]:
+    """LightGBM and XGBoost models converted by `to_onnx` (onnxmltools)."""
+    fit = _fit_xgboost if request.param in XGBOOST_KINDS else _fit_lightgbm
+    model, features = fit(request.param)
+    return request.param, model, features, to_onnx(model, features.shape[1])
+
+
+def _tree_rows(features: np.ndarray) -> np.ndarray:
     return np.vstack([features[:50], parity.sample_around(features[:50])]).astype(np.float32)
 
 
-def test_lightgbm_fp32_reproduces_lightgbm(lightgbm_fitted: tuple[str, Any, np.ndarray, OnnxModel]) -> None:
-    kind, model, features, fp32 = lightgbm_fitted
-    rows = _lightgbm_rows(features)
-    want, want_labels = _lightgbm_own(model, rows)
+def test_trees_fp32_reproduce_their_library(trees_fitted: tuple[str, Any, np.ndarray, OnnxModel]) -> None:
+    kind, model, features, fp32 = trees_fitted
+    rows = _tree_rows(features)
+    want, want_labels = _own(model, rows)
     got, got_labels = _run(fp32, rows)
     diff = parity.compare(want, got, reference_labels=want_labels, candidate_labels=got_labels)
-    print(f"\n{kind}: fp32 vs lightgbm on {diff.rows} rows: {diff.as_dict()}")
+    print(f"\n{kind}: fp32 vs {library(model)} on {diff.rows} rows: {diff.as_dict()}")
     if kind.endswith("regressor"):
         assert fp32.label_output is None and fp32.proba_output is None and fp32.classes is None
         assert diff.max_scaled_diff < 1e-5, kind  # predictions in the hundreds: relative
     else:
         assert diff.max_abs_diff < 1e-5, kind
         assert diff.label_agreement == 1.0, kind
-        width = 3 if "multiclass" in kind else 2
+        width = 3 if "multiclass" in kind or "softmax" in kind else 2
         assert fp32.classes == list(range(width)) and got.shape == (len(rows), width)
         assert (fp32.label_output, fp32.proba_output) == ("label", "probabilities")
 
 
 @pytest.mark.parametrize("backend", ["cpu", "gpu", "asic"])
-def test_lightgbm_every_backend_keeps_the_tree_graph_and_its_thresholds(
-    lightgbm_fitted: tuple[str, Any, np.ndarray, OnnxModel], backend: str
+def test_trees_every_backend_keeps_the_tree_graph_and_its_thresholds(
+    trees_fitted: tuple[str, Any, np.ndarray, OnnxModel], backend: str
 ) -> None:
-    kind, model, features, fp32 = lightgbm_fitted
+    kind, model, features, fp32 = trees_fitted
     entry = CATALOG.get(backend)
     built = at_precision(fp32, entry.default_precision)
     trees = [n for n in fp32.model.graph.node if n.op_type.startswith("TreeEnsemble")]
@@ -345,8 +368,8 @@ def test_lightgbm_every_backend_keeps_the_tree_graph_and_its_thresholds(
     if entry.default_precision == "int8":
         assert built.precision == "int8"
         assert f"found no MatMul/Gemm to quantise ({trees[0].op_type} stay fp32)" in built.notes[-1]
-    rows = _lightgbm_rows(features)
-    want, want_labels = _lightgbm_own(model, rows)
+    rows = _tree_rows(features)
+    want, want_labels = _own(model, rows)
     got, got_labels = _run(built, rows)
     diff = parity.compare(want, got, reference_labels=want_labels, candidate_labels=got_labels)
     verdict = parity.judge(
@@ -367,15 +390,17 @@ def test_lightgbm_graph_has_no_zipmap_no_noop_mul_and_any_batch_size() -> None:
     assert values.shape == (7, 2) and labels is not None and labels.shape == (7,)
 
 
-def test_booster_adapter_predicts_like_the_scikit_learn_api() -> None:
-    import lightgbm
-
-    for kind in ("lgbm-binary", "lgbm-multiclass", "lgbm-regressor"):
-        estimator, features = _fit_lightgbm(kind)
-        adapted = as_estimator(estimator.booster_)
-        classifier = isinstance(estimator, lightgbm.LGBMClassifier)
+@pytest.mark.parametrize("api", ["lgbm", "xgb"])
+def test_booster_adapter_predicts_like_the_scikit_learn_api(api: str) -> None:
+    fit = _fit_xgboost if api == "xgb" else _fit_lightgbm
+    for kind in (f"{api}-binary", f"{api}-multiclass", f"{api}-regressor"):
+        estimator, features = fit(kind)
+        booster = estimator.get_booster() if api == "xgb" else estimator.booster_
+        adapted = as_estimator(booster)
+        classifier = is_classifier(estimator)
         assert isinstance(adapted, BoosterClassifier if classifier else BoosterRegressor), kind
         assert adapted.n_features_in_ == features.shape[1] and adapted.feature_names_in_ is None
+        assert library(adapted) == library(estimator)
         np.testing.assert_array_equal(adapted.predict(features), estimator.predict(features))
         if classifier:
             assert isinstance(adapted, BoosterClassifier)
@@ -412,7 +437,7 @@ def test_to_onnx_picks_the_converter_by_model() -> None:
     lgbm, _ = _fit_lightgbm("lgbm-regressor")
     forest, _ = _fit("regressor")
     assert {n.op_type for n in to_onnx(lgbm, 10).model.graph.node} >= {"TreeEnsembleRegressor"}
-    assert is_lightgbm(lgbm) and not is_lightgbm(forest)
+    assert library(lgbm) == "lightgbm" and library(forest) == "sklearn"
     assert to_onnx(forest, 10).model.graph.node  # skl2onnx, as before
 
 
@@ -425,3 +450,93 @@ def test_an_unsupported_lightgbm_objective_is_unsupported_with_the_reason() -> N
     )
     with pytest.raises(ConversionUnsupported, match="onnxmltools cannot convert Booster: Unsupported"):
         lightgbm_to_onnx(booster, 5)
+
+
+# --- XGBoost (onnxmltools) ----------------------------------------------------------------
+
+XGBOOST_OBJECTIVES: dict[str, dict[str, Any]] = {
+    "binary": {"objective": "binary:logistic"},
+    "multiclass": {"objective": "multi:softprob", "num_class": 3},
+    "softmax": {"objective": "multi:softmax", "num_class": 3},
+    "regressor": {"objective": "reg:squarederror"},
+}
+
+
+def _fit_xgboost(kind: str) -> tuple[Any, np.ndarray]:
+    """XGBoost models (50 trees) through the scikit-learn API (`xgb-`) or `xgboost.train`.
+    The Boosters are trained on named columns (`c0`...), which onnxmltools would reject."""
+    import pandas as pd
+    import xgboost
+
+    api, task = kind.split("-")
+    features, target = _tree_data(task)
+    if api == "xgb":
+        estimator = xgboost.XGBRegressor if task == "regressor" else xgboost.XGBClassifier
+        return estimator(n_estimators=50, random_state=0).fit(features, target), features
+    frame = pd.DataFrame(features, columns=[f"c{i}" for i in range(features.shape[1])])
+    booster = xgboost.train(
+        {**XGBOOST_OBJECTIVES[task], "seed": 0}, xgboost.DMatrix(frame, label=target), num_boost_round=50
+    )
+    return booster, features
+
+
+def _xgboost_own(model: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """XGBoost's own outputs (probabilities and labels, or predictions), not through Atoll."""
+    import xgboost
+
+    data = rows.astype(np.float64)
+    if hasattr(model, "predict_proba"):  # XGBClassifier
+        return model.predict_proba(data), model.predict(data)
+    if not isinstance(model, xgboost.Booster):  # XGBRegressor
+        return model.predict(data), None
+    matrix = xgboost.DMatrix(data, feature_names=model.feature_names)
+    objective = json.loads(model.save_config())["learner"]["objective"]["name"]
+    if objective == "multi:softmax":  # labels; the probabilities are the softmax of the margins
+        margins = model.predict(matrix, output_margin=True)
+        exp = np.exp(margins - margins.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True), model.predict(matrix).astype(int)
+    scores = np.asarray(model.predict(matrix))
+    if objective.startswith("reg:"):
+        return scores, None
+    probabilities = np.column_stack([1 - scores, scores]) if objective == "binary:logistic" else scores
+    return probabilities, np.argmax(probabilities, axis=1)
+
+
+def test_xgboost_booster_keeps_its_column_names_and_softmax_predicts_its_labels() -> None:
+    booster, features = _fit_xgboost("xgbooster-softmax")
+    adapted = as_estimator(booster)
+    assert list(adapted.feature_names_in_) == [f"c{i}" for i in range(20)]
+    assert booster.feature_names is not None  # the conversion worked on a copy
+    _, labels = _xgboost_own(booster, features)
+    np.testing.assert_array_equal(adapted.predict(features), labels)
+    assert adapted.predict_proba(features).shape == (len(features), 3)
+
+
+@pytest.mark.parametrize(
+    ("objective", "target"),
+    [
+        ("reg:logistic", "binary"),
+        ("binary:logitraw", "binary"),
+        ("count:poisson", "count"),
+        ("rank:pairwise", "binary"),
+    ],
+)
+def test_an_unsupported_xgboost_objective_is_unsupported_with_its_name(objective: str, target: str) -> None:
+    import xgboost
+
+    features, labels = make_classification(n_samples=200, n_features=5, random_state=0)
+    label = labels.astype(float) if target == "binary" else labels + 1.0
+    booster = xgboost.train({"objective": objective}, xgboost.DMatrix(features, label=label), 5)
+    with pytest.raises(ConversionUnsupported, match=f"XGBoost objective {objective} "):
+        xgboost_to_onnx(booster, 5)
+    with pytest.raises(ConversionUnsupported, match=f"XGBoost objective {objective} "):
+        as_estimator(booster)
+
+
+def test_xgboost_graph_is_the_tree_ensemble_with_an_onnx_opset() -> None:
+    model, features = _fit_xgboost("xgbooster-binary")
+    converted = xgboost_to_onnx(model, 20)
+    assert [n.op_type for n in converted.model.graph.node] == ["TreeEnsembleClassifier"]
+    assert {o.domain: o.version for o in converted.model.opset_import} == {"ai.onnx.ml": 1, "": 11}
+    values, labels = _run(converted, features[:7].astype(np.float32))
+    assert values.shape == (7, 2) and labels is not None and labels.shape == (7,)

@@ -1,4 +1,4 @@
-"""The model server for one build: an ASGI app (Starlette) over a micro-batched ONNX session.
+"""The model server for one build: an ASGI app over a micro-batched ONNX session.
 
 Routes: Open Inference Protocol v2 (`/v2/...`), MLflow scoring (`/invocations`, `/ping`,
 `/health`), and `/metrics`. Errors leave as `application/problem+json` (the platform's
@@ -18,25 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy.typing as npt
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from atoll._version import __version__
-from atoll.context import request_id_var
-from atoll.deployer.server.batching import BatcherClosed, MicroBatcher
+from atoll.deployer.server.batching import MicroBatcher
 from atoll.deployer.server.model import LoadedModel, ModelLoadError, load_manifest, load_model
-from atoll.deployer.server.payloads import InputError, parse_mlflow, parse_oip
+from atoll.deployer.server.predict import PredictionApp
+from atoll.deployer.server.problems import Problem
 from atoll.deployer.server.telemetry import EventLog, Metrics
 from atoll.registry.build_manifest import BuildManifest
 
 log = logging.getLogger("atoll.serve")
-PROBLEM_JSON = "application/problem+json"
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -54,19 +52,6 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     threads: int | None = None
     backends_file: Path | None = None
-
-
-def problem(status: int, title: str, detail: str, request_id: str | None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    body.update(extra)
-    body["request_id"] = request_id
-    headers = {"X-Request-ID": request_id} if request_id else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-class _Reject(Exception):
-    def __init__(self, response: JSONResponse) -> None:
-        self.response = response
 
 
 def batch_limits(manifest: BuildManifest, config: ServerConfig) -> tuple[int, float]:
@@ -127,7 +112,7 @@ class ModelServer:
 
     def _fail(self, reason: str) -> None:
         self.state, self.reason = "failed", reason
-        self.metrics.ready.set(0)
+        self.metrics.ready = False
         log.error("model not served", extra={"reason": reason, "build": str(self.config.build_dir)})
 
     async def start(self) -> None:
@@ -165,14 +150,14 @@ class ModelServer:
             max_batch=max_batch,
             max_wait_ms=max_wait,
             on_batch=self.metrics.on_batch,
-            on_depth=self.metrics.queue_depth.set,
+            on_depth=self.metrics.set_queue_depth,
         )
         self.batcher.start()
         self.model = model
         self.events.set_columns(model.signature.columns)
         if self.state == "loading":
             self.state, self.reason = "ready", ""
-            self.metrics.ready.set(1)
+            self.metrics.ready = True
         log_method = log.warning if model.provider_note else log.info
         log_method(
             "model ready",
@@ -194,7 +179,7 @@ class ModelServer:
         """Readiness goes false at once (SIGTERM); in-flight and queued requests still finish."""
         if self.state != "draining":
             self.state, self.reason = "draining", "the server is shutting down"
-            self.metrics.ready.set(0)
+            self.metrics.ready = False
             log.info("draining: readiness is false, finishing queued requests")
 
     async def stop(self) -> None:
@@ -253,175 +238,27 @@ class ModelServer:
 
     def check_model(self, name: str, version: str | None, request_id: str | None) -> None:
         if self.manifest is not None and name != self.name:
-            raise _Reject(
-                problem(
-                    404,
-                    "Not found",
-                    f"model {name!r} is not served here; this server serves {self.name!r}",
-                    request_id,
-                )
+            raise Problem(
+                404,
+                "Not found",
+                f"model {name!r} is not served here; this server serves {self.name!r}",
+                request_id,
             )
         if version is not None and self.manifest is not None and version != self.version:
-            raise _Reject(
-                problem(
-                    404,
-                    "Not found",
-                    f"{self.name} version {version} is not served here; "
-                    f"this server serves version {self.version}",
-                    request_id,
-                )
+            raise Problem(
+                404,
+                "Not found",
+                f"{self.name} version {version} is not served here;"
+                f" this server serves version {self.version}",
+                request_id,
             )
 
 
 # --- the app ------------------------------------------------------------------------------------
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    too_large = declared is not None and declared.isdigit() and int(declared) > limit
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            too_large = True
-            if size > 4 * limit:  # stop reading an abusive body; the connection closes
-                break
-            continue
-        chunks.append(chunk)
-    if too_large:
-        raise InputError(
-            "body", f"the body is larger than {limit} bytes; send fewer rows per request", status=413
-        )
-    return b"".join(chunks)
-
-
-def create_app(server: ModelServer) -> Starlette:
-    config, metrics = server.config, server.metrics
-
-    def _rows_response(
-        route: str,
-        parse: Callable[[Any, Any, int, bytes | None], npt.NDArray[Any]],
-        render: Callable[[LoadedModel, dict[str, npt.NDArray[Any]], dict[str, Any], str], dict[str, Any]],
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def handler(request: Request) -> Response:
-            started = time.perf_counter()
-            request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-            request_id_var.set(request_id)
-            metrics.in_flight.inc()
-            status = 500
-            rows: npt.NDArray[Any] | None = None
-            outputs: dict[str, npt.NDArray[Any]] | None = None
-            model = server.model
-            try:
-                params = request.path_params
-                if "name" in params:
-                    server.check_model(params["name"], params.get("version"), request_id)
-                batcher = server.batcher
-                if not server.ready or model is None or batcher is None:
-                    title = "Model not ready" if server.state != "draining" else "Shutting down"
-                    raise _Reject(problem(503, title, server.reason, request_id))
-                with batcher.announce():
-                    body = await _read_body(request, config.max_body_bytes)
-                    header_length = request.headers.get("inference-header-content-length")
-                    binary: bytes | None = None
-                    try:
-                        if header_length is not None and route == "infer":  # OIP binary tensor data
-                            split = int(header_length)
-                            if not 0 < split <= len(body):
-                                raise ValueError("header length out of range")
-                            payload = orjson.loads(body[:split])
-                            binary = body[split:]
-                        else:
-                            payload = orjson.loads(body)
-                    except ValueError:
-                        raise _Reject(
-                            problem(400, "Invalid JSON", "the body is not valid JSON", request_id)
-                        ) from None
-                    rows = parse(payload, model.signature, config.max_rows, binary)
-                    model.check_rows(rows)
-                # out of `announce()`: the batcher waits for announced requests, not this one
-                try:
-                    outputs = await batcher.submit(rows)
-                except BatcherClosed as exc:
-                    raise _Reject(problem(503, "Shutting down", str(exc), request_id)) from None
-                content = render(model, outputs, payload, request_id)
-                status = 200
-                return Response(
-                    orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
-                    media_type="application/json",
-                    headers={"X-Request-ID": request_id},
-                )
-            except InputError as exc:
-                status = exc.status
-                title = "Payload too large" if status == 413 else "Invalid input"
-                expected = model.signature.as_dict() if model is not None else None
-                metrics.errors.labels(route, "input").inc()
-                return problem(status, title, str(exc), request_id, field=exc.field, expected=expected)
-            except _Reject as exc:
-                status = exc.response.status_code
-                metrics.errors.labels(route, "rejected").inc()
-                return exc.response
-            except Exception:
-                log.exception("prediction failed", extra={"route": route})
-                metrics.errors.labels(route, "internal").inc()
-                detail = f"the prediction failed; quote request id {request_id} when reporting it"
-                return problem(500, "Internal error", detail, request_id)
-            finally:
-                seconds = time.perf_counter() - started
-                metrics.in_flight.dec()
-                metrics.observe(route, status, seconds)
-                server.events.record(
-                    request_id=request_id,
-                    status=status,
-                    latency_ms=seconds * 1000.0,
-                    rows=rows if status == 200 else None,
-                    outputs=outputs,
-                    label_output=model.label_output if model else None,
-                    proba_output=model.manifest.proba_output if model else None,
-                )
-
-        return handler
-
-    def render_oip(
-        model: LoadedModel, outputs: dict[str, npt.NDArray[Any]], payload: dict[str, Any], request_id: str
-    ) -> dict[str, Any]:
-        wanted = payload.get("outputs")
-        names = list(outputs)
-        if isinstance(wanted, list) and wanted:
-            names = []
-            for i, item in enumerate(wanted):
-                name = item.get("name") if isinstance(item, dict) else None
-                if name not in outputs:
-                    known = ", ".join(outputs)
-                    raise InputError(f"outputs[{i}].name", f"unknown output {name!r}; outputs are {known}")
-                names.append(name)
-        specs = {o.name: o for o in model.outputs}
-        return {
-            "model_name": server.name,
-            "model_version": server.version,
-            "id": str(payload.get("id", request_id)),
-            "outputs": [
-                {
-                    "name": name,
-                    "datatype": specs[name].datatype,
-                    "shape": list(outputs[name].shape),
-                    "data": outputs[name].reshape(-1).tolist(),
-                }
-                for name in names
-            ],
-        }
-
-    def render_mlflow(
-        model: LoadedModel, outputs: dict[str, npt.NDArray[Any]], payload: dict[str, Any], request_id: str
-    ) -> dict[str, Any]:
-        labels = outputs[model.label_output]
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels.reshape(-1)
-        return {"predictions": labels.tolist()}
-
-    infer = _rows_response("infer", parse_oip, render_oip)
-    invocations = _rows_response("invocations", parse_mlflow, render_mlflow)
+def create_app(server: ModelServer) -> ASGIApp:
+    metrics = server.metrics
 
     def _timed(
         route: str, handler: Callable[[Request], Response]
@@ -430,8 +267,8 @@ def create_app(server: ModelServer) -> Starlette:
             started = time.perf_counter()
             try:
                 response = handler(request)
-            except _Reject as exc:
-                response = exc.response
+            except Problem as exc:
+                response = exc.response()
             metrics.observe(route, response.status_code, time.perf_counter() - started)
             return response
 
@@ -477,14 +314,14 @@ def create_app(server: ModelServer) -> Starlette:
                 f"no route {request.url.path}; this server answers /v2/..., /invocations, /ping and /metrics"
             )
         )
-        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(detail), None)
+        return Problem(exc.status_code, titles.get(exc.status_code, "Error"), str(detail)).response()
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = uuid.uuid4().hex
         log.error("unhandled error", exc_info=exc, extra={"path": request.url.path, "request_id": request_id})
-        return problem(
+        return Problem(
             500, "Internal error", f"an internal error occurred; quote request id {request_id}", request_id
-        )
+        ).response()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -492,9 +329,7 @@ def create_app(server: ModelServer) -> Starlette:
         yield
         await server.stop()
 
-    routes = [  # prediction routes first: Starlette tries routes in order on every request
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/invocations", invocations, methods=["POST"]),
+    routes = [  # the prediction routes are PredictionApp's
         Route("/v2/health/live", _timed("live", live)),
         Route("/v2/health/ready", _timed("ready", ready)),
         Route("/v2", _timed("metadata", server_metadata)),
@@ -502,13 +337,13 @@ def create_app(server: ModelServer) -> Starlette:
         Route("/v2/models/{name}/versions/{version}", _timed("metadata", model_metadata)),
         Route("/v2/models/{name}/ready", _timed("ready", model_ready)),
         Route("/v2/models/{name}/versions/{version}/ready", _timed("ready", model_ready)),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/ping", _timed("ping", ping)),
         Route("/health", _timed("ping", ping)),
         Route("/metrics", prometheus),
     ]
-    return Starlette(
+    rest = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: not_found, Exception: unexpected},
     )
+    return PredictionApp(server, rest)

@@ -186,8 +186,11 @@ class TestPredictions:
             "id": "req-1",
             "inputs": [{"name": "X", "shape": [40, 30], "datatype": "FP32", "data": trained.rows.tolist()}],
         }
-        response = httpx.post(f"{shared.url}/v2/models/churn/infer", json=body)
+        response = httpx.post(
+            f"{shared.url}/v2/models/churn/infer", json=body, headers={"X-Request-ID": "r-42"}
+        )
         assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == "r-42"
         result = response.json()
         assert result["model_name"] == "churn" and result["model_version"] == "3" and result["id"] == "req-1"
         outputs = {o["name"]: o for o in result["outputs"]}
@@ -279,6 +282,8 @@ class TestDescriptions:
         assert "churn" in body["detail"]
         assert_problem(httpx.get(f"{shared.url}/v2/models/churn/versions/9"), 404)
         assert_problem(httpx.get(f"{shared.url}/nowhere"), 404)
+        wrong_method = assert_problem(httpx.get(f"{shared.url}/v2/models/churn/infer"), 405)
+        assert "POST" in wrong_method["detail"]
 
 
 class TestBadInput:

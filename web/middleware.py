@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from atoll.context import request_id_var
+from atoll.context import request_id_from, request_id_var
 
 log = logging.getLogger("atoll.access")
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class HttpMetrics:
@@ -42,8 +39,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        request_id = request_id_from(headers.get(b"x-request-id"))
         token = request_id_var.set(request_id)
         # Also kept on the scope: the outermost error handler runs after the contextvar resets.
         scope.setdefault("state", {})["request_id"] = request_id

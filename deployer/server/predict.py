@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ import numpy.typing as npt
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from atoll.context import request_id_var
+from atoll.context import request_id_from, request_id_var
 from atoll.deployer.server.batching import BatcherClosed
 from atoll.deployer.server.model import LoadedModel, Signature
 from atoll.deployer.server.payloads import InputError, parse_mlflow, parse_oip
@@ -190,11 +189,11 @@ class PredictionApp:
             return
         started = time.perf_counter()
         headers = {k: v for k, v in scope["headers"] if k in _WANTED_HEADERS}
-        given_id = headers.get(b"x-request-id")
-        request_id = given_id.decode("latin-1") if given_id else uuid.uuid4().hex
+        request_id = request_id_from(headers.get(b"x-request-id"))
         request_id_var.set(request_id)
         metrics = self.server.metrics
         metrics.in_flight += 1
+        answer = _Answer(_CLIENT_GONE, b"")
         try:
             answer = await self._answer(route, scope, headers, receive, request_id)
             if answer.status != _CLIENT_GONE:
@@ -202,8 +201,10 @@ class PredictionApp:
                 await send({"type": "http.response.body", "body": answer.body})
         finally:
             metrics.in_flight -= 1
-        seconds = time.perf_counter() - started
-        metrics.observe(route.route, answer.status, seconds)
+            self._log(route, answer, request_id, time.perf_counter() - started)
+
+    def _log(self, route: PredictionRoute, answer: _Answer, request_id: str, seconds: float) -> None:
+        self.server.metrics.observe(route.route, answer.status, seconds)
         model = self.server.model
         self.server.events.record(
             request_id=request_id,

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
+from atoll.context import request_id_from
 from atoll.deployer.server.app import ModelServer, ServerConfig, create_app
 from atoll.deployer.server.payloads import InputError
 from atoll.deployer.server.predict import PredictionRoute, _ClientGone, decode, dumps, match_route, read_body
@@ -191,3 +192,27 @@ def test_prediction_routes_refuse_other_methods_and_answer_503_while_not_ready(t
     exposed = generate_latest(server.metrics.registry).decode()
     assert sample(exposed, 'atoll_serve_requests_total{route="infer",status="405"}') == 1
     assert sample(exposed, 'atoll_serve_requests_total{route="invocations",status="503"}') == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (b"r-42", True),
+        (b"A.b_c-9", True),
+        (b"x" * 64, True),
+        (b"x" * 65, False),
+        (b"", False),
+        (None, False),
+        (b"abc\n", False),
+        (b"a b", False),
+        (b"caf\xc3\xa9", False),
+        (b"<script>", False),
+    ],
+)
+def test_request_id_from_keeps_only_sane_caller_ids(given: bytes | None, kept: bool) -> None:
+    request_id = request_id_from(given)
+    if kept:
+        assert given is not None and request_id == given.decode()
+    else:
+        assert len(request_id) == 32 and int(request_id, 16) >= 0  # a fresh uuid4 hex
+        assert request_id_from(given) != request_id

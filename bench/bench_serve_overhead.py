@@ -12,7 +12,10 @@ The HTTP floor: the same uvicorn (httptools, uvloop) running an ASGI app that on
 the request and answers a constant, under the same load. No Python model server can be
 cheaper than that; `served - floor - model` is what Atoll itself adds per request,
 `served / (floor + model)` how close it comes to a server that does nothing but run the
-model, and `floor / raw` how far the goal is reachable on this machine at all.
+model, and `floor / raw` how far the goal is reachable on this machine at all. The server's CPU time
+per request (from /proc) is printed too: unlike wall time it does not depend on how busy
+the machine is, and it shows where a 2-core machine's budget goes (the load generator
+shares the cores).
 
 Each configuration (floor and served, JSON and binary, 1 and 4 connections) runs once per
 round, rounds interleaved, best of 3 kept, the raw figure likewise: on a shared machine
@@ -65,6 +68,15 @@ async def app(scope, receive, send):
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False, lifespan="off")
 """
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raw_per_row_us(build: Path, rows: np.ndarray) -> float:
@@ -136,16 +148,22 @@ def main() -> None:
             runs = [("floor", "JSON", c) for c in CONNECTIONS]
             runs += [("served", label, c) for label in bodies for c in CONNECTIONS]
             best: dict[tuple[str, str, int], Result] = {}
+            cpu_per_request: dict[tuple[str, str, int], float] = {}  # server CPU, us, of the best round
             raw = float("inf")
             for _ in range(ROUNDS):
                 raw = min(raw, raw_per_row_us(build, rows))
                 for side, label, connections in runs:
                     payload, headers = bodies[label]
-                    url = (floor_server.url if side == "floor" else server.url) + path
-                    result = load(url, payload, SECONDS, connections=connections, headers=headers)
+                    process = floor_server if side == "floor" else server
+                    before = cpu_seconds(process.process.pid)
+                    result = load(
+                        process.url + path, payload, SECONDS, connections=connections, headers=headers
+                    )
+                    spent = cpu_seconds(process.process.pid) - before
                     key = (side, label, connections)
                     if key not in best or result.rps > best[key].rps:
                         best[key] = result
+                        cpu_per_request[key] = 1e6 * spent / (result.rps * SECONDS)
         finally:
             server.stop()
             floor_server.stop()
@@ -157,6 +175,7 @@ def main() -> None:
             print(
                 f"{name:<29} {BATCH}-row OIP {label:<6} {connections} conn: {1e6 / (result.rps * BATCH):7.2f} us/row"
                 f" ({result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms,"
+                f" server CPU {cpu_per_request[(side, label, connections)]:.0f} us/request,"
                 f" non-2xx {result.errors}, {result.tool})"
             )
         for connections in CONNECTIONS:

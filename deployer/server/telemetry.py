@@ -85,9 +85,9 @@ class Metrics:
 
     Every update happens on the event-loop thread (the request path, the batcher's
     bookkeeping and the scrape all run there), so plain counters need no lock.
-    prometheus_client's metric objects take a lock and build label children on each
-    update: about 20 us of the event loop per prediction, measured in-process, for
-    eight updates per request. Names, labels and buckets are unchanged.
+    prometheus_client's metric objects take a lock on each update: the eight updates of a
+    prediction measured 7.7 us with them and 1.2 us here (timeit, warm). Names, labels
+    and buckets are unchanged.
     """
 
     def __init__(self) -> None:

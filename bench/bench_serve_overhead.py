@@ -10,8 +10,8 @@ itself, so it runs on the event-loop thread (batching.py's inline path). Per-row
 wall time / rows answered.
 
 The HTTP floor: the same uvicorn (httptools, uvloop) running an ASGI app that only reads
-the request and answers a constant, under the same load and with the same bodies (a 40 KB
-JSON body costs the floor about twice what the 8 KB binary one does). No Python model
+the request and answers a constant, under the same load and with the same bodies (the
+40 KB JSON body costs the floor 10-15% more than the 8 KB binary one). No Python model
 server can be cheaper than that: `served - floor - model` is what Atoll itself adds per
 request, `served / (floor + model)` how close it comes to a server that does nothing but
 run the model, and `floor / raw` how far the goal is reachable on this machine at all.

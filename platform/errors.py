@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_body(
+    status: int, title: str, detail: str, request_id: str | None, **extra: Any
+) -> dict[str, Any]:
+    """The platform's problem+json (RFC 9457) body, for the portal's API and the model server alike."""
+    return {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+        "request_id": request_id,
+    }
+
 
 class AtollError(Exception):
     """Base of every error a user can act on. `detail` is shown to the user as is."""

@@ -15,19 +15,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atoll.context import current_request_id
-from atoll.errors import AtollError
+from atoll.errors import PROBLEM_JSON, AtollError, problem_body
 
 log = logging.getLogger(__name__)
-PROBLEM_JSON = "application/problem+json"
 
 
 def problem(
     status: int, title: str, detail: str, *, request_id: str | None = None, **extra: Any
 ) -> JSONResponse:
     request_id = request_id or current_request_id()
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    body.update(extra)
-    body["request_id"] = request_id
+    body = problem_body(status, title, detail, request_id, **extra)
     headers = {"X-Request-ID": request_id} if request_id else {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"

@@ -26,7 +26,8 @@ from atoll.context import request_id_from, request_id_var
 from atoll.deployer.server.batching import BatcherClosed
 from atoll.deployer.server.model import LoadedModel, Signature
 from atoll.deployer.server.payloads import InputError, parse_mlflow, parse_oip
-from atoll.deployer.server.problems import PROBLEM_JSON, Problem
+from atoll.deployer.server.problems import Problem
+from atoll.errors import PROBLEM_JSON
 
 if TYPE_CHECKING:
     from atoll.deployer.server.app import ModelServer

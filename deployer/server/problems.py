@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-PROBLEM_JSON = "application/problem+json"
+from atoll.errors import PROBLEM_JSON, problem_body
 
 
 class Problem(Exception):
@@ -37,14 +37,7 @@ class Problem(Exception):
             self.headers["X-Request-ID"] = request_id
 
     def body(self) -> bytes:
-        content: dict[str, Any] = {
-            "type": "about:blank",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extra,
-            "request_id": self.request_id,
-        }
+        content = problem_body(self.status, self.title, self.detail, self.request_id, **self.extra)
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def response(self) -> Response:

@@ -32,7 +32,8 @@ k8s_wrapper() {  # a module that requires k8s.io/kubernetes with its staging mod
     grep -E '^go [0-9]' "$gomod"
     grep -E '^godebug default=' "$gomod" || true
     echo "require k8s.io/kubernetes $K8S_VERSION"
-    grep -oE 'k8s\.io/[a-z0-9./-]+ v0\.0\.0' "$gomod" | awk '{print $1}' | sort -u |
+    # the staging modules are required as exactly v0.0.0 (k8s.io/utils etc. carry pseudo-versions)
+    grep -oE '^[[:space:]]*k8s\.io/[a-z0-9./-]+ v0\.0\.0([[:space:]]|$)' "$gomod" | awk '{print $1}' | sort -u |
       while read -r m; do echo "replace $m => $m $STAGING_VERSION"; done
   } > "$dir/go.mod"
   cat > "$dir/tools.go" <<'GO'

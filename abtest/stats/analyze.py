@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from atoll.abtest.stats import bayesian, frequentist, multiple, sequential, srm, verdict
 from atoll.abtest.stats.frequentist import BoolArray, FloatArray
@@ -149,7 +149,7 @@ def _readouts(request: AnalysisRequest, rows: _Rows, testable: BoolArray, sign: 
     elif request.method == "fixed":
         mult = frequentist.critical_values(row_alpha, eff.df)
     else:
-        mult = np.full(k, stats.norm.ppf(1 - alpha / 2))
+        mult = np.full(k, special.ndtri(1 - alpha / 2))
     rel_ok = rows.estimable & frequentist.relative_defined(rows.n_c, rows.mean_c, rows.var_c, mult)
     scale = np.where(rel_ok, np.abs(rows.mean_c), np.nan)
 

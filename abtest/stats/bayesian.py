@@ -19,10 +19,11 @@ then the posterior is the likelihood. With ``s = +1`` when higher is better, els
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from atoll.abtest.stats.frequentist import BoolArray, FloatArray
 
@@ -63,7 +64,7 @@ def posterior(
 def prob_greater(post: Posterior, threshold: FloatArray, sign: FloatArray) -> FloatArray:
     """``P(sign * x > sign * threshold)`` under the posterior."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        out: FloatArray = stats.norm.cdf(sign * (post.mean - threshold) / post.std)
+        out: FloatArray = special.ndtr(sign * (post.mean - threshold) / post.std)
     return out
 
 
@@ -73,9 +74,9 @@ def expected_losses(post: Posterior, sign: FloatArray) -> tuple[FloatArray, Floa
     sd = post.std
     with np.errstate(divide="ignore", invalid="ignore"):
         k = mu / sd
-        dens = sd * stats.norm.pdf(k)
-        ship = dens - mu * stats.norm.cdf(-k)
-        keep = dens + mu * stats.norm.cdf(k)
+        dens = sd * np.exp(-0.5 * k * k) / math.sqrt(2 * math.pi)
+        ship = dens - mu * special.ndtr(-k)
+        keep = dens + mu * special.ndtr(k)
     return np.maximum(ship, 0.0), np.maximum(keep, 0.0)
 
 

@@ -116,15 +116,11 @@ def _side(request: PowerRequest) -> float:
     return -1.0 if request.direction == "decrease" else 1.0
 
 
-def _rate_note(request: PowerRequest, delta: float) -> tuple[str, bool]:
-    """(what a binary effect does to the rate, whether the new rate is possible)."""
+def _rate_note(request: PowerRequest, delta: float) -> str:
+    """What a binary effect does to the rate (validation keeps the new rate within (0, 1))."""
     p1, p2 = request.baseline, request.baseline + delta
-    if p2 >= 1:
-        return "mde takes the rate to 1 or beyond: no sample size", False
-    if p2 <= 0:
-        return "mde takes the rate to 0 or below: no sample size", False
     word = "drop" if delta < 0 else "rise"
-    return f"sized for a {word} of the rate from {p1:.6g} to {p2:.6g}", True
+    return f"sized for a {word} of the rate from {p1:.6g} to {p2:.6g}"
 
 
 def power(request: PowerRequest) -> PowerResult:
@@ -148,9 +144,7 @@ def power(request: PowerRequest) -> PowerResult:
     if request.mde is not None:
         delta = to_abs(request.mde)
         if request.metric_type == "binary":
-            note, possible = _rate_note(request, delta)
-            notes.append(note)
-            delta = delta if possible else None
+            notes.append(_rate_note(request, delta))
     if delta is not None and request.n_per_arm is not None:
         n_exact = float(request.n_per_arm)
         achieved = fn(n_exact, delta)

@@ -332,7 +332,7 @@ class PowerRequest(_Strict):
         if self.mde is None and self.n_per_arm is None:
             raise ValueError("mde or n_per_arm: give at least one of them")
         if self.mde == 0:
-            raise ValueError("mde must be non-zero: positive for a rise, negative for a drop")
+            raise ValueError("mde: must be non-zero (positive for a rise, negative for a drop)")
         if (
             self.mde is not None
             and self.direction is not None
@@ -348,6 +348,13 @@ class PowerRequest(_Strict):
             raise ValueError("std is required for a mean metric")
         if self.mde_type == "relative" and self.baseline == 0:
             raise ValueError("baseline must be non-zero for a relative mde")
+        if self.metric_type == "binary" and self.mde is not None:
+            effect = self.mde * self.baseline if self.mde_type == "relative" else self.mde
+            if not 0 < self.baseline + effect < 1:
+                raise ValueError(
+                    f"mde: takes the rate from {self.baseline:g} to {self.baseline + effect:g}; "
+                    "the rate to detect must stay within (0, 1)"
+                )
         return self
 
 

@@ -13,8 +13,9 @@ Conventions (see docs/statistics.md):
 
 Distribution functions are scipy.special's ufuncs (``stdtr``, ``stdtrit``, ``ndtr``,
 ``ndtri``), the ones ``scipy.stats.t`` and ``norm`` call, without their per-call argument
-checking (a tenth of the cost on small inputs). All functions take and return numpy arrays (one element per comparison) and never raise
-on degenerate input; callers mask the elements they flag as degenerate (nan here).
+checking (a tenth of the cost on small inputs). All functions take and return numpy
+arrays (one element per comparison) and never raise on degenerate input; callers mask
+the elements they flag as degenerate (nan here).
 """
 
 from __future__ import annotations

@@ -220,9 +220,9 @@ def scaled(body: Body, factor: float) -> Body:
         if not binary and metric.get("margin_type") == "absolute":
             metric["margin"] *= factor
     hypothesis = out["hypothesis"]
-    if hypothesis["type"] == "non_inferiority" and hypothesis["margin_type"] == "absolute":
-        if out["metrics"][0]["type"] != "binary":
-            hypothesis["margin"] *= factor
+    absolute_margin = hypothesis["type"] == "non_inferiority" and hypothesis["margin_type"] == "absolute"
+    if absolute_margin and out["metrics"][0]["type"] != "binary":
+        hypothesis["margin"] *= factor
     return out
 
 
@@ -413,7 +413,7 @@ def test_better_is_never_said_of_an_interval_on_the_worse_side(
                     assert better_hi > 0, (c.reasons, lo, hi)
                 else:
                     assert better_lo < 0, (c.reasons, lo, hi)
-            if "bayesian" != result.method:
+            if result.method != "bayesian":
                 assert any(f"significantly {says}" in r for r in c.reasons), c.reasons
 
 

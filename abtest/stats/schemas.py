@@ -233,17 +233,22 @@ class Comparison(BaseModel):
     arm: str
     absolute_lift: float | None
     absolute_ci: Interval | None
-    relative_lift: float | None
+    relative_lift: float | None = Field(
+        description="(treatment - control) / |control mean|: the sign of absolute_lift for "
+        "any control mean; null when the control mean is not distinguishable from zero"
+    )
     relative_ci: Interval | None
     ci_level: float = Field(description="confidence level of the intervals after adjustment")
     p_value: float | None
     adjusted_p_value: float | None
     chance_to_beat_control: float | None = None
     expected_loss: float | None = Field(
-        default=None, description="bayesian: expected relative loss if the arm is shipped"
+        default=None,
+        description="bayesian: expected loss if the arm is shipped, a fraction of |control mean|",
     )
     expected_loss_control: float | None = Field(
-        default=None, description="bayesian: expected relative loss if control is kept"
+        default=None,
+        description="bayesian: expected loss if control is kept, a fraction of |control mean|",
     )
     verdict: Verdict
     reasons: list[str]

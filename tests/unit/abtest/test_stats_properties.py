@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -37,10 +38,9 @@ class Limits:
     cuped: bool | None = None  # None: drawn
 
 
-def _covariate(draw: st.DrawFn, n: int, total: float, squares: float) -> Body:
-    """A pre-period covariate with a drawn correlation to the metric (CUPED)."""
-    mean, sd = draw(st.floats(-20, 50)), draw(st.floats(0.1, 20))
-    corr = draw(st.floats(-0.9, 0.9))
+def _covariate(rng: np.random.Generator, n: int, total: float, squares: float) -> Body:
+    """A pre-period covariate with a random correlation to the metric (CUPED)."""
+    mean, sd, corr = rng.uniform(-20, 50), rng.uniform(0.1, 20), rng.uniform(-0.9, 0.9)
     s_yy = max(squares - total * total / n, 0.0)
     s_xx = (n - 1) * sd * sd
     pre_sum = n * mean
@@ -53,7 +53,13 @@ def _covariate(draw: st.DrawFn, n: int, total: float, squares: float) -> Body:
 
 @st.composite
 def metric_data(draw: st.DrawFn, metric_type: str, arms: dict[str, int], cuped: bool) -> dict[str, Body]:
-    """Per-arm sums around a shared location; arm effects of -6 to +6 standard errors."""
+    """Per-arm sums around a shared location; arm effects of -6 to +6 standard errors.
+
+    Hypothesis draws what shapes the answer (location, spread, each arm's effect); the
+    nuisance (per-arm spreads, correlations, the covariate) comes from a seeded RNG it
+    also draws, which keeps an example to a few dozen draws (the unit tier's budget).
+    """
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     data: dict[str, Body] = {}
     if metric_type == "binary":
         rate = draw(st.floats(0.02, 0.98))
@@ -66,14 +72,14 @@ def metric_data(draw: st.DrawFn, metric_type: str, arms: dict[str, int], cuped: 
         location, sd = draw(st.floats(-60, 60)), draw(st.floats(0.05, 40))
         for arm, n in arms.items():
             mean = location + draw(st.floats(-6, 6)) * sd / math.sqrt(n)
-            arm_sd = sd * draw(st.floats(0.5, 2))
+            arm_sd = sd * rng.uniform(0.5, 2)
             data[arm] = {"n": n, "sum": n * mean, "sum_squares": (n - 1) * arm_sd**2 + n * mean * mean}
     else:  # ratio: a numerator of either sign per unit over a positive denominator
         num_mean, num_sd = draw(st.floats(-30, 30)), draw(st.floats(0.1, 20))
-        den_mean, den_sd = draw(st.floats(0.5, 20)), draw(st.floats(0.05, 5))
+        den_mean, den_sd = rng.uniform(0.5, 20), rng.uniform(0.05, 5)
         for arm, n in arms.items():
             m = num_mean + draw(st.floats(-6, 6)) * num_sd / math.sqrt(n)
-            corr = draw(st.floats(-0.8, 0.8))
+            corr = rng.uniform(-0.8, 0.8)
             data[arm] = {
                 "n": n,
                 "sum": n * m,
@@ -84,7 +90,7 @@ def metric_data(draw: st.DrawFn, metric_type: str, arms: dict[str, int], cuped: 
             }
     if cuped:
         for body in data.values():
-            body.update(_covariate(draw, body["n"], body["sum"], body["sum_squares"]))
+            body.update(_covariate(rng, body["n"], body["sum"], body["sum_squares"]))
     return data
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from atoll.abtest.stats import AnalysisRequest, PowerRequest, analyze, power
 from atoll.auth.policy import Role
 
-from .conftest import Caller, MakeCaller
+from .conftest import Caller, MakeCaller, sign_in
 
 ANALYZE = "/api/v1/stats/analyze"
 POWER = "/api/v1/stats/power"
@@ -284,3 +285,34 @@ class TestPower:
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["field"] == field
         assert response.json()["detail"].startswith(f"{field}: ")
+
+
+class TestPortalCalculator:
+    """The portal's calculator forms (a session, CSRF header): the same engine, signed MDEs."""
+
+    def test_a_drop_is_sized(self, client: TestClient, admin: Caller) -> None:
+        csrf = sign_in(client, admin, "/ab-calculator")
+        form = {"metric_type": "binary", "baseline": "0.1", "mde": "-0.1", "direction": "increase"}
+        page = client.post("/ab-calculator/power", data=form, headers=csrf)
+        assert page.status_code == 200, page.text
+        assert "13,493" in page.text  # the direction select only serves "solve the MDE"
+        assert "-10.00%" in page.text
+
+    def test_the_mde_of_a_drop_is_solved(self, client: TestClient, admin: Caller) -> None:
+        csrf = sign_in(client, admin, "/ab-calculator")
+        form = {"metric_type": "binary", "baseline": "0.1", "n_per_arm": "10000", "direction": "decrease"}
+        page = client.post("/ab-calculator/power", data=form, headers=csrf)
+        expected = power(
+            PowerRequest(metric_type="binary", baseline=0.1, n_per_arm=10000, direction="decrease")
+        )
+        assert expected.mde_relative is not None and expected.mde_relative < 0
+        assert f"{expected.mde_relative * 100:+.2f}%" in page.text
+
+    def test_a_negative_control_mean_reads_up(self, client: TestClient, admin: Caller) -> None:
+        csrf = sign_in(client, admin, "/ab-calculator")
+        body = negative_baseline("bayesian")
+        page = client.post("/ab-calculator/analyze", data={"analysis": json.dumps(body)}, headers=csrf)
+        assert page.status_code == 200, page.text
+        assert "+23.08%" in page.text
+        assert "control mean is negative" in page.text
+        assert 'data-testid="verdict">Ship</span>' in page.text

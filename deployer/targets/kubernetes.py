@@ -210,17 +210,26 @@ class KubernetesTarget:
         return diffs
 
     def apply(self, objects: list[Manifest], *, force_conflicts: bool = False) -> ApplyResult:
-        """Apply every object in order; stops at the first refusal (the error names the object)."""
+        """Dry-run every object, then apply them in order.
+
+        The dry run first means a refusal (an invalid field, a conflict, a missing namespace)
+        leaves nothing half-applied. It also says what the apply does without a read: 201 is
+        a create, and an existing object's dry run carries its live resourceVersion, which the
+        apply keeps exactly when nothing changed.
+        """
+        prepared = [self._with_namespace(obj) for obj in objects]
+        rehearsed = [self._apply_one(obj, dry_run=True, force=force_conflicts) for obj in prepared]
         applied = []
-        for obj in map(self._with_namespace, objects):
-            live = self._get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        for obj, (rehearsal_status, rehearsal) in zip(prepared, rehearsed, strict=True):
             http_status, result = self._apply_one(obj, dry_run=False, force=force_conflicts)
             version = result["metadata"]["resourceVersion"]
             action: Literal["created", "changed", "unchanged"]
-            if live is None or http_status == 201:
+            if http_status == 201 or rehearsal_status == 201:
                 action = "created"
+            elif rehearsal["metadata"].get("resourceVersion") == version:
+                action = "unchanged"
             else:
-                action = "unchanged" if live["metadata"]["resourceVersion"] == version else "changed"
+                action = "changed"
             applied.append(AppliedObject(obj["kind"], obj["metadata"]["name"], action, version))
         return ApplyResult(applied)
 

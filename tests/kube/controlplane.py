@@ -99,7 +99,9 @@ class ControlPlane:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.popen.poll() is not None:
-                raise RuntimeError(f"{process.name} exited with {process.popen.returncode}:\n{self.tail(process)}")
+                raise RuntimeError(
+                    f"{process.name} exited with {process.popen.returncode}:\n{self.tail(process)}"
+                )
             if ready():
                 return
             time.sleep(0.1)

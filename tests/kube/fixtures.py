@@ -91,7 +91,9 @@ def fake_nodes() -> list[dict[str, Any]]:
     return nodes
 
 
-def _node(name: str, *, labels: dict[str, str], taints: list[dict[str, str]], extra: dict[str, str]) -> dict[str, Any]:
+def _node(
+    name: str, *, labels: dict[str, str], taints: list[dict[str, str]], extra: dict[str, str]
+) -> dict[str, Any]:
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110", **extra}
     return {
         "apiVersion": "v1",

@@ -44,7 +44,11 @@ def test_every_object_is_valid_strict(name: str) -> None:
 
 
 def test_server_worker_and_router_are_there() -> None:
-    assert {d["metadata"]["name"] for d in of_kind("Deployment")} == {"atoll-server", "atoll-worker", "atoll-router"}
+    assert {d["metadata"]["name"] for d in of_kind("Deployment")} == {
+        "atoll-server",
+        "atoll-worker",
+        "atoll-router",
+    }
     assert {s["metadata"]["name"] for s in of_kind("Service")} == {"atoll-server", "atoll-router"}
 
 
@@ -55,7 +59,11 @@ def test_selectors_match_and_services_reach_a_declared_port() -> None:
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
         templates[deployment["metadata"]["name"]] = deployment["spec"]["template"]
     for service in of_kind("Service"):
-        matching = [t for t in templates.values() if service["spec"]["selector"].items() <= t["metadata"]["labels"].items()]
+        matching = [
+            t
+            for t in templates.values()
+            if service["spec"]["selector"].items() <= t["metadata"]["labels"].items()
+        ]
         assert len(matching) == 1, service["metadata"]["name"]
         ports = {p["name"] for p in matching[0]["spec"]["containers"][0]["ports"]}
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports

@@ -45,7 +45,9 @@ CASES: dict[str, tuple[BuildRef, DeploymentSpec]] = {
     # Autoscaled 1..3, one GPU per pod.
     "gpu": (
         build("gpu"),
-        DeploymentSpec(name="fraud-ranker-v7-gpu", namespace="models", image=IMAGE, mlflow_tracking_uri=MLFLOW),
+        DeploymentSpec(
+            name="fraud-ranker-v7-gpu", namespace="models", image=IMAGE, mlflow_tracking_uri=MLFLOW
+        ),
     ),
     # A fixed count (no autoscaler): two pods with two ASICs each.
     "asic": (

@@ -122,16 +122,23 @@ class TestSelectors:
             assert len(env_names) == len(set(env_names))
         if "HorizontalPodAutoscaler" in objects:
             target = objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
-            assert (target["kind"], target["name"]) == ("Deployment", objects["Deployment"]["metadata"]["name"])
+            assert (target["kind"], target["name"]) == (
+                "Deployment",
+                objects["Deployment"]["metadata"]["name"],
+            )
 
     def test_the_selector_does_not_change_with_the_build(self) -> None:
         """A Deployment's selector is immutable: a new version must keep it."""
         _, spec = CASES["gpu"]
         first = render(build("gpu", version=7), backend("gpu"), spec)
         second = render(build("gpu", version=8, build_id=99), backend("gpu"), spec)
-        assert by_kind(first)["Deployment"]["spec"]["selector"] == by_kind(second)["Deployment"]["spec"]["selector"]
         assert (
-            by_kind(first)["Deployment"]["spec"]["template"] != by_kind(second)["Deployment"]["spec"]["template"]
+            by_kind(first)["Deployment"]["spec"]["selector"]
+            == by_kind(second)["Deployment"]["spec"]["selector"]
+        )
+        assert (
+            by_kind(first)["Deployment"]["spec"]["template"]
+            != by_kind(second)["Deployment"]["spec"]["template"]
         )
 
     def test_selector_labels_are_a_subset_of_every_objects_labels(self) -> None:
@@ -217,7 +224,18 @@ class TestNames:
 
     @pytest.mark.parametrize(
         "name",
-        ["", "Ranker", "ranker_v7", "7ranker", "ranker-", "-ranker", "rank.er", "a" * 64, "ranker v7", "rankér"],
+        [
+            "",
+            "Ranker",
+            "ranker_v7",
+            "7ranker",
+            "ranker-",
+            "-ranker",
+            "rank.er",
+            "a" * 64,
+            "ranker v7",
+            "rankér",
+        ],
     )
     def test_invalid_names_are_a_422_naming_the_field(self, name: str) -> None:
         with pytest.raises(InvalidInput) as caught:
@@ -260,5 +278,7 @@ class TestSpec:
             parse_spec(**{"name": "ok", "image": IMAGE, "mlflow_tracking_uri": MLFLOW, **fields})
 
     def test_a_known_atoll_setting_is_allowed_in_env(self) -> None:
-        spec = DeploymentSpec(name="ok", image=IMAGE, mlflow_tracking_uri=MLFLOW, env={"ATOLL_LOG_LEVEL": "DEBUG"})
+        spec = DeploymentSpec(
+            name="ok", image=IMAGE, mlflow_tracking_uri=MLFLOW, env={"ATOLL_LOG_LEVEL": "DEBUG"}
+        )
         assert spec.env == {"ATOLL_LOG_LEVEL": "DEBUG"}

@@ -26,7 +26,14 @@ ROOT = Path(__file__).resolve().parents[3]
 def status_body(code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None) -> str:
     details = {"name": "ranker", "kind": "deployments", "causes": causes} if causes is not None else {}
     return json.dumps(
-        {"kind": "Status", "status": "Failure", "message": message, "reason": reason, "details": details, "code": code}
+        {
+            "kind": "Status",
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "details": details,
+            "code": code,
+        }
     )
 
 
@@ -55,7 +62,9 @@ class TestProblems:
 
     def test_without_causes_the_message_is_parsed(self) -> None:
         one = {"message": 'Apply failed with 1 conflict: conflict with "helm" using v1: .spec.ports'}
-        many = {"message": 'Apply failed with 2 conflicts: conflicts with "kubectl" using apps/v1:\n- .a\n- .b'}
+        many = {
+            "message": 'Apply failed with 2 conflicts: conflicts with "kubectl" using apps/v1:\n- .a\n- .b'
+        }
         assert field_conflicts(one) == [FieldConflict("helm", ".spec.ports")]
         assert field_conflicts(many) == [FieldConflict("kubectl", ".a"), FieldConflict("kubectl", ".b")]
 
@@ -84,11 +93,13 @@ class TestProblems:
         assert error.extra["causes"][1]["field"] == "spec.replicas"
 
     def test_a_strict_decoding_error_is_invalid_too(self) -> None:
-        body = status_body(400, "BadRequest", '.spec.replica: field not declared in schema')
+        body = status_body(400, "BadRequest", ".spec.replica: field not declared in schema")
         error = error_for(400, body, "Deployment 'ranker'", "x")
         assert isinstance(error, InvalidManifest) and "field not declared in schema" in error.detail
 
-    @pytest.mark.parametrize(("code", "kind"), [(403, TargetUnavailable), (500, TargetUnavailable), (404, NotFound)])
+    @pytest.mark.parametrize(
+        ("code", "kind"), [(403, TargetUnavailable), (500, TargetUnavailable), (404, NotFound)]
+    )
     def test_other_refusals(self, code: int, kind: type[Exception]) -> None:
         error = error_for(code, status_body(code, "X", "the reason"), "Deployment 'ranker'", "context 'prod'")
         assert type(error) is kind and "the reason" in error.detail
@@ -133,7 +144,11 @@ class TestFieldset:
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": "ranker", "namespace": "m", "labels": {"a": "1"}},
-            "spec": {"template": {"spec": {"containers": [{"name": "server", "image": "atoll:1", "args": ["serve"]}]}}},
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "server", "image": "atoll:1", "args": ["serve"]}]}
+                }
+            },
         }
 
     def test_set_members_and_a_manager_with_no_fields(self) -> None:
@@ -148,7 +163,11 @@ class TestFieldset:
 
 def deployment(**status: Any) -> dict[str, Any]:
     return {
-        "metadata": {"name": "ranker", "generation": 2, "annotations": {"deployment.kubernetes.io/revision": "2"}},
+        "metadata": {
+            "name": "ranker",
+            "generation": 2,
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+        },
         "spec": {"replicas": 2},
         "status": {"observedGeneration": 2, **status},
     }
@@ -172,8 +191,15 @@ def crash_loop(restarts: int = 4) -> dict[str, Any]:
 
 class TestRolloutStatus:
     def test_available(self) -> None:
-        status = classify(deployment(replicas=2, updatedReplicas=2, availableReplicas=2, readyReplicas=2), [], [])
-        assert (status.phase, status.reason, status.revision, status.ready_replicas) == ("available", None, 2, 2)
+        status = classify(
+            deployment(replicas=2, updatedReplicas=2, availableReplicas=2, readyReplicas=2), [], []
+        )
+        assert (status.phase, status.reason, status.revision, status.ready_replicas) == (
+            "available",
+            None,
+            2,
+            2,
+        )
 
     def test_waiting_for_updated_and_available_replicas(self) -> None:
         assert "1 of 2 replicas updated" in str(classify(deployment(updatedReplicas=1), [], []).message)
@@ -201,7 +227,9 @@ class TestRolloutStatus:
         assert status.pods[0].restarts == 4
 
     def test_a_crash_loop_of_an_old_revision_does_not_fail_the_rollout(self) -> None:
-        status = classify(deployment(updatedReplicas=1), [pod("ranker-old-1", hash_="old", **crash_loop())], [], "new")
+        status = classify(
+            deployment(updatedReplicas=1), [pod("ranker-old-1", hash_="old", **crash_loop())], [], "new"
+        )
         assert status.phase == "progressing"
 
     def test_unschedulable_is_pending_with_the_schedulers_reason(self) -> None:

@@ -19,7 +19,7 @@ from atoll.errors import AtollError, Conflict, NotFound
 _CONFLICT_HEAD = re.compile(r'conflicts? with "(?P<manager>[^"]+)"(?: using [^:\s]+)?:(?P<rest>[^\n]*)')
 _CONFLICT_MANAGER = re.compile(r'conflicts? with "(?P<manager>[^"]+)"')
 # An applied field the schema lacks is a 500 from the apiserver (1.36), with this message:
-# "failed to create typed patch object (ns/name; apps/v1, Kind=Deployment): .spec.replica: field not declared..."
+# "failed to create typed patch object (ns/name; apps/v1, Kind=Deployment): .spec.replica: field not ..."
 _TYPED_PATCH = re.compile(r"failed to create typed patch object \([^)]*\): (?P<field>\.\S+): (?P<problem>.+)")
 
 

@@ -14,11 +14,13 @@ import pytest
 from prometheus_client import generate_latest
 
 from atoll.context import request_id_from
-from atoll.deployer.server.app import ModelServer, ServerConfig, create_app
-from atoll.deployer.server.payloads import InputError
-from atoll.deployer.server.predict import PredictionRoute, _ClientGone, decode, dumps, match_route, read_body
-from atoll.deployer.server.problems import Problem
-from atoll.deployer.server.telemetry import Metrics
+from atoll.deployer.serving.app import create_app
+from atoll.deployer.serving.contract import InputError
+from atoll.deployer.serving.payloads import dumps
+from atoll.deployer.serving.predict import PredictionRoute, _ClientGone, decode, match_route, read_body
+from atoll.deployer.serving.problems import Problem
+from atoll.deployer.serving.state import ModelServer, ServerConfig
+from atoll.deployer.serving.telemetry import Metrics
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,6 @@ def column_result(column: ColumnSpec, reference: ColumnValues, current: ColumnVa
     """One column's verdict from prepared values (shared with the Evidently adapter's checks)."""
     counts: dict[str, Any] = {
         "column": column.name,
-        "kind": column.kind,
         "reference_values": reference.count,
         "current_values": current.count,
         "reference_nulls": reference.nulls,
@@ -89,6 +88,7 @@ def column_result(column: ColumnSpec, reference: ColumnValues, current: ColumnVa
     constant = [side for side, v in (("reference", reference), ("window", current)) if is_constant(v)]
     return ColumnDrift(
         **counts,
+        kind=column.kind,
         status="constant" if constant else "tested",
         method=method,
         score_type=info.score_type,
@@ -109,6 +109,7 @@ def untested(column: ColumnSpec, counts: dict[str, Any]) -> ColumnDrift:
     method = None if column.method == "auto" else column.method
     return ColumnDrift(
         **counts,
+        kind=column.kind,
         status="all_null",
         method=method,
         score_type=METHODS[method].score_type if method else None,

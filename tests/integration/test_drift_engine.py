@@ -388,3 +388,20 @@ def test_kind_inference_matches_evidently() -> None:
     expected = {ColumnType.Numerical: "numeric", ColumnType.Categorical: "categorical"}
     for name in frame.columns:
         assert infer_kind(frame[name]) == expected.get(infer_column_type(frame[name])), name
+
+
+def test_report_on_a_sample_of_the_window_keeps_the_whole_reference(tmp_path: Path) -> None:
+    columns = {"num_same": "num", "cat_shift": "cat"}
+    spec = DriftSpec(
+        columns=(
+            ColumnSpec(name="num_same", kind="numeric"),
+            ColumnSpec(name="cat_shift", kind="categorical"),
+        )
+    )
+    reference, current = make_frames(columns, 1500, 4000, seed=2)
+    report = run_evidently(reference, current, spec, html_path=tmp_path / "s.html", sample_rows=800, seed=1)
+    assert (report.result.reference_rows, report.result.current_rows) == (1500, 800)
+    assert {c.method for c in report.result.columns} == {"wasserstein", "jensenshannon"}  # reference > 1000
+    sampled = current.sample(n=800, random_state=1)
+    assert_agree(detect_drift(build_profile(reference, spec), sampled, spec), report.result)
+    assert report.html_path is not None and report.html_path.stat().st_size > 100_000

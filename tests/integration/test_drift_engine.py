@@ -145,8 +145,8 @@ def small_reference(report_dir: Path) -> tuple[DriftSpec, DriftResult, Evidently
 
     Evidently's chi-square compares the window with the reference *proportions* as if they
     were exact, so with a window as large as the reference an undrifted 5-level column
-    passes p < 0.01 about 15% of the time; a smaller window and a stated 0.001 keep the
-    false-flag rate under 1% per column while the injected shifts stay far below it.
+    passes p < 0.01 in 15% of simulated windows; a 300-row window and a stated 0.001 bring
+    that to about 1% per column, while the injected shifts stay far below the threshold.
     """
     columns, spec = auto_columns(threshold=0.001)
     reference, current = make_frames(columns, 1000, 300, seed=7)

@@ -72,7 +72,7 @@ def check_column(column: ColumnSpec, reference: ColumnValues, series: pd.Series)
 
 
 def column_result(column: ColumnSpec, reference: ColumnValues, current: ColumnValues) -> ColumnDrift:
-    """One column's verdict from prepared values (shared with the Evidently adapter's checks)."""
+    """One column's verdict from its prepared reference and window values."""
     counts: dict[str, Any] = {
         "column": column.name,
         "reference_values": reference.count,
@@ -99,8 +99,14 @@ def column_result(column: ColumnSpec, reference: ColumnValues, current: ColumnVa
         threshold=threshold,
         score=value,
         drifted=info.is_drift(value, threshold),
-        detail=f"the {' and the '.join(constant)} hold a single value" if constant else None,
+        detail=constant_detail(constant),
     )
+
+
+def constant_detail(sides: list[str]) -> str | None:
+    if not sides:
+        return None
+    return f"the {' and the '.join(sides)} {'hold' if len(sides) > 1 else 'holds'} a single value"
 
 
 def untested(column: ColumnSpec, counts: dict[str, Any]) -> ColumnDrift:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from atoll.monitoring.drift import untested
+from atoll.monitoring.drift import constant_detail, untested
 from atoll.monitoring.errors import DriftInputError, EvidentlyError, check_same_columns
 from atoll.monitoring.methods import METHODS, MethodName
 from atoll.monitoring.schemas import ColumnDrift, ColumnSpec, DriftResult, DriftSpec
@@ -193,5 +193,5 @@ def _column_result(
         threshold=parsed["threshold"],
         score=parsed["score"],
         drifted=parsed["drifted"],
-        detail=f"the {' and the '.join(constant)} hold a single value" if constant else None,
+        detail=constant_detail(constant),
     )

@@ -118,7 +118,7 @@ class TestBadInput:
         result = detect_drift(self.profile, frames(200, 0.0).assign(c="a"), SPEC)
         column = result.column("c")
         assert (column.status, column.method, column.drifted) == ("constant", "chisquare", True)
-        assert column.detail == "the window hold a single value"
+        assert column.detail == "the window holds a single value"
 
     def test_text_declared_numeric_is_refused(self) -> None:
         current = frames(50, 0.0).assign(x="seven")

@@ -12,7 +12,8 @@ Evidently in ``tests/integration/test_drift_engine.py``).
 
 Columns run in a thread pool (``workers``, default 2): numpy's sort and searchsorted
 release the GIL (pandas' factorize of object strings does not); on the 2-core machine of
-bench/bench_drift.py two threads took a 1,000,000-row window from 5.5 s to 3.7 s.
+bench/bench_drift.py two threads took a 1,000,000-row window from 5.5 to 3.7 s
+and from 4.4 to 1.6 s in two runs.
 """
 
 from __future__ import annotations

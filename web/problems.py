@@ -50,9 +50,15 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "string_pattern_mismatch":  # name the value: the pattern alone is cryptic
+        return f"{error['input']!r} does not match the pattern {error['ctx']['pattern']}"
+    return str(error["msg"])
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return [
-        {"field": _field_path(tuple(e["loc"])), "in": str(e["loc"][0]), "message": e["msg"]}
+        {"field": _field_path(tuple(e["loc"])), "in": str(e["loc"][0]), "message": _message(e)}
         for e in exc.errors()
     ]
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atoll import audit, events
 from atoll.auth.policy import Principal, Scope
+from atoll.schemas import IsoDateTime
 from atoll.web.deps import Authorize, SessionDep
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
@@ -25,7 +26,7 @@ class OutcomeIn(BaseModel):
     unit_id: str = Field(min_length=1, max_length=128, description="User, session or request id")
     metric: str = Field(min_length=1, max_length=128, examples=["purchase"])
     value: float = 1.0
-    ts: datetime | None = None
+    ts: IsoDateTime | None = None
     experiment: str | None = Field(default=None, max_length=128)
 
     @field_validator("value")

@@ -72,6 +72,8 @@ def _fuzz(platform: Platform, username: str, password: str, tmp_path: Path) -> t
         "--no-color",
         "--request-timeout",
         "60",
+        "--generation-database",
+        "none",
         "--report",
         "junit",
         "--report-dir",

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=16 * 1024**2, ge=1024, le=1024**3, description="Largest request body (uploads: their own)."
     )
+    kubeconfig: Path | None = Field(
+        default=None, description="kubeconfig of the kubernetes target; unset: in-cluster, else ~/.kube."
+    )
+    kube_context: str | None = Field(default=None, description="Context in the kubeconfig; unset: current.")
+    kube_namespace: str = Field(default="", description="Namespace of deployments; empty: the context's.")
     config: Path | None = Field(default=None, description="Path of atoll.toml (read, not a setting).")
 
     @field_validator("url", "mlflow_tracking_uri")

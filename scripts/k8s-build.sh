@@ -4,6 +4,7 @@
 # Go modules (no Docker, no downloaded binaries). Binaries go to a cache outside the
 # repository keyed by version; a binary already there is not rebuilt, so a second run
 # costs nothing. Prints the cache's bin directory on stdout, progress on stderr.
+# `--print-bin` prints that directory and builds nothing (the test tiers find it this way).
 # A cold build takes about 13 minutes on an idle 2-core machine (up to 30 under load).
 set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -14,6 +15,7 @@ CACHE=${ATOLL_K8S_CACHE:-$HOME/.cache/atoll/k8s}
 KEY="k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
 BIN="$CACHE/$KEY/bin"
 SRC="$CACHE/$KEY/src"
+if [ "${1:-}" = --print-bin ]; then echo "$BIN"; exit 0; fi
 mkdir -p "$BIN" "$SRC"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
@@ -23,7 +25,7 @@ start=$SECONDS
 
 k8s_wrapper() {  # a module that requires k8s.io/kubernetes with its staging modules pinned
   local dir="$SRC/kubernetes"
-  [ -f "$dir/go.sum" ] && { echo "$dir"; return; }
+  [ -f "$dir/go.sum" ] && [ -f "$dir/.complete" ] && { echo "$dir"; return; }
   mkdir -p "$dir"
   local gomod
   gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
@@ -32,7 +34,11 @@ k8s_wrapper() {  # a module that requires k8s.io/kubernetes with its staging mod
     grep -E '^go [0-9]' "$gomod"
     grep -E '^godebug default=' "$gomod" || true
     echo "require k8s.io/kubernetes $K8S_VERSION"
-    grep -oE 'k8s\.io/[a-z0-9./-]+ v0\.0\.0' "$gomod" | awk '{print $1}' | sort -u |
+    # The staging modules are the release's `replace k8s.io/X => ./staging/src/k8s.io/X`
+    # lines (not every `v0.0.0` requirement: kube-openapi and utils have pseudo-versions).
+    go mod edit -json "$gomod" | python3 -c 'import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    if r["New"]["Path"].startswith("./staging/"): print(r["Old"]["Path"])' | sort -u |
       while read -r m; do echo "replace $m => $m $STAGING_VERSION"; done
   } > "$dir/go.mod"
   cat > "$dir/tools.go" <<'GO'
@@ -48,6 +54,7 @@ import (
 )
 GO
   (cd "$dir" && go mod tidy >&2)
+  touch "$dir/.complete"
   echo "$dir"
 }
 

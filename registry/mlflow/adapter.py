@@ -1,0 +1,341 @@
+"""The MLflow tracking server, as Atoll sees it: plain dataclasses in, plain dataclasses out.
+
+MLflow errors become Atoll errors: a missing model is `NotFound` naming it, an unreachable
+server is `Unavailable` naming the URI, so no caller needs to know MLflow's exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from atoll.errors import Conflict, InvalidInput, NotFound, Unavailable
+from atoll.registry.mlflow.model_files import LocalModel, read_local_model
+from atoll.registry.schemas import SignatureField, VersionDetails
+
+T = TypeVar("T")
+UPLOAD_EXPERIMENT = "atoll-uploads"
+
+
+@dataclass(frozen=True)
+class MlflowModel:
+    name: str
+    description: str
+    tags: dict[str, str]
+    aliases: dict[str, str]  # alias -> version
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True)
+class MlflowVersion:
+    name: str
+    version: str
+    source: str
+    run_id: str | None
+    status: str
+    description: str
+    tags: dict[str, str]
+    aliases: list[str]
+    created_ms: int
+    updated_ms: int
+
+
+def _signature_fields(raw: object) -> list[SignatureField]:
+    """One part (`inputs`, `outputs`) of MLflow's signature dict: a JSON list of column or
+    tensor specs. Anything else reads as no fields rather than an error: the page that
+    shows it must not fail on a signature written by another MLflow version."""
+    try:
+        specs = json.loads(raw) if isinstance(raw, str) else []
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(specs, list):
+        return []
+    return [
+        SignatureField(
+            name=str(spec.get("name", "—")),
+            type=str(spec.get("type", "")),
+            spec=json.dumps(spec["tensor-spec"]) if "tensor-spec" in spec else "",
+        )
+        for spec in specs
+        if isinstance(spec, dict)
+    ]
+
+
+def _model(m: Any) -> MlflowModel:
+    return MlflowModel(
+        name=m.name,
+        description=m.description or "",
+        tags=dict(m.tags or {}),
+        aliases={alias: str(v) for alias, v in (m.aliases or {}).items()},
+        created_ms=int(m.creation_timestamp or 0),
+        updated_ms=int(m.last_updated_timestamp or 0),
+    )
+
+
+def _version(v: Any) -> MlflowVersion:
+    return MlflowVersion(
+        name=v.name,
+        version=str(v.version),
+        source=v.source or "",
+        run_id=v.run_id or None,
+        status=str(v.status or "READY"),
+        description=v.description or "",
+        tags=dict(v.tags or {}),
+        aliases=list(v.aliases or []),
+        created_ms=int(v.creation_timestamp or 0),
+        updated_ms=int(v.last_updated_timestamp or 0),
+    )
+
+
+class MlflowRegistry:
+    """A thin, typed facade over `MlflowClient` for one tracking server."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        from mlflow.exceptions import MlflowException, RestException
+
+        try:
+            return fn()
+        except RestException as exc:
+            code = exc.error_code
+            message = str(exc).split(": ", 1)[-1]
+            if code == "RESOURCE_DOES_NOT_EXIST":
+                raise NotFound(f"{what}: {message}") from None
+            if code == "RESOURCE_ALREADY_EXISTS":
+                raise Conflict(f"{what}: {message}") from None
+            if code == "INVALID_PARAMETER_VALUE":
+                raise InvalidInput(f"{what}: {message}") from None
+            raise Unavailable(f"MLflow at {self.uri} refused {what}: {message}") from None
+        except MlflowException as exc:
+            raise Unavailable(f"MLflow at {self.uri} failed {what}: {str(exc)[:300]}") from None
+        except OSError as exc:
+            raise Unavailable(f"MLflow at {self.uri} is unreachable ({type(exc).__name__})") from None
+
+    # --- models ----------------------------------------------------------------------
+
+    def get_model(self, name: str) -> MlflowModel:
+        return _model(self._call(f"get model {name!r}", lambda: self._client.get_registered_model(name)))
+
+    def ensure_model(self, name: str, *, tags: dict[str, str], description: str = "") -> MlflowModel:
+        try:
+            return self.get_model(name)
+        except NotFound:
+            created = self._call(
+                f"create model {name!r}",
+                lambda: self._client.create_registered_model(name, tags=tags, description=description),
+            )
+            return _model(created)
+
+    def iter_models(self, page_size: int = 1000) -> Iterator[MlflowModel]:
+        token: str | None = None
+        while True:
+            page = self._call(
+                "search models",
+                lambda token=token: self._client.search_registered_models(  # type: ignore[misc]
+                    max_results=page_size, page_token=token
+                ),
+            )
+            yield from (_model(m) for m in page)
+            token = page.token
+            if not token:
+                return
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._call(f"tag model {name!r}", lambda: self._client.set_registered_model_tag(name, key, value))
+
+    def set_model_description(self, name: str, description: str) -> None:
+        self._call(
+            f"describe model {name!r}",
+            lambda: self._client.update_registered_model(name, description=description),
+        )
+
+    # --- versions --------------------------------------------------------------------
+
+    def iter_versions(self, name: str | None = None, page_size: int = 10_000) -> Iterator[MlflowVersion]:
+        filter_string = f"name = '{name}'" if name else None
+        token: str | None = None
+        while True:
+            page = self._call(
+                "search versions",
+                lambda token=token: self._client.search_model_versions(  # type: ignore[misc]
+                    filter_string=filter_string, max_results=page_size, page_token=token
+                ),
+            )
+            yield from (_version(v) for v in page)
+            token = page.token
+            if not token:
+                return
+
+    def get_version(self, name: str, version: str) -> MlflowVersion:
+        return _version(
+            self._call(f"get {name} v{version}", lambda: self._client.get_model_version(name, version))
+        )
+
+    def create_version(
+        self, name: str, *, source: str, run_id: str | None, tags: dict[str, str], description: str
+    ) -> MlflowVersion:
+        created = self._call(
+            f"register a version of {name!r}",
+            lambda: self._client.create_model_version(
+                name, source=source, run_id=run_id, tags=tags, description=description or None
+            ),
+        )
+        return _version(created)
+
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._call(
+            f"tag {name} v{version}", lambda: self._client.set_model_version_tag(name, version, key, value)
+        )
+
+    def set_version_description(self, name: str, version: str, description: str) -> None:
+        self._call(
+            f"describe {name} v{version}",
+            lambda: self._client.update_model_version(name, version, description=description),
+        )
+
+    def resolve_source(self, model_uri: str) -> tuple[str, str | None]:
+        """A model URI (`runs:/…`, `models:/…`, a path) as MLflow would register it."""
+        if model_uri.startswith("runs:/"):
+            run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
+            self._call(f"find run {run_id}", lambda: self._client.get_run(run_id))
+            return model_uri, run_id
+        return model_uri, None
+
+    def upload_model(self, model_dir: Path) -> tuple[str, str]:
+        """Log a local MLflow model directory as artifacts of a new run; returns (source, run_id)."""
+        if not (model_dir / "MLmodel").is_file():
+            raise InvalidInput("the upload is not an MLflow model: it has no MLmodel file at its root")
+
+        def log() -> tuple[str, str]:
+            experiment = self._client.get_experiment_by_name(UPLOAD_EXPERIMENT)
+            experiment_id = (
+                experiment.experiment_id if experiment else self._client.create_experiment(UPLOAD_EXPERIMENT)
+            )
+            run = self._client.create_run(experiment_id, tags={"atoll.upload": "true"})
+            try:
+                self._client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model")
+            except BaseException:
+                self._client.set_terminated(run.info.run_id, status="FAILED")
+                raise
+            self._client.set_terminated(run.info.run_id)
+            return f"runs:/{run.info.run_id}/model", run.info.run_id
+
+        return self._call("upload a model", log)
+
+    def details(self, name: str, version: str) -> VersionDetails:
+        """Flavors and signature from the version's MLmodel file (only that file is fetched)."""
+        import tempfile
+
+        from mlflow.artifacts import download_artifacts
+        from mlflow.models import Model
+
+        uri = self._call(f"find the model files of {name} v{version}", lambda: self._files_uri(name, version))
+        with tempfile.TemporaryDirectory(prefix="atoll-mlmodel-") as work:
+            path = self._call(
+                f"read the MLmodel of {name} v{version}",
+                lambda: download_artifacts(
+                    artifact_uri=f"{uri.rstrip('/')}/MLmodel",
+                    dst_path=work,
+                    tracking_uri=self.uri,
+                    registry_uri=self.uri,
+                ),
+            )
+            info = Model.load(path)
+        signature = info.signature.to_dict() if info.signature is not None else {}
+        return VersionDetails(
+            flavors=sorted(info.flavors),
+            has_signature=info.signature is not None,
+            inputs=_signature_fields(signature.get("inputs")),
+            outputs=_signature_fields(signature.get("outputs")),
+        )
+
+    # --- builds -----------------------------------------------------------------------
+
+    def download_model(self, name: str, version: str, into: Path) -> LocalModel:
+        """Download a version's model files and read its MLmodel (flavors, example, signature)."""
+        from mlflow.artifacts import download_artifacts
+
+        into.mkdir(parents=True, exist_ok=True)
+        uri = self._call(f"find the model files of {name} v{version}", lambda: self._files_uri(name, version))
+        local = Path(
+            self._call(
+                f"download {name} v{version} ({uri})",
+                lambda: download_artifacts(
+                    artifact_uri=uri, dst_path=str(into), tracking_uri=self.uri, registry_uri=self.uri
+                ),
+            )
+        )
+        try:
+            return read_local_model(local)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{name} v{version}: {exc}") from None
+
+    def _files_uri(self, name: str, version: str) -> str:
+        """The storage URI of a version's files (not `models:/name/v`, which MLflow resolves
+        against the process-wide registry URI, not this server's).
+
+        MLflow 3 logs models as LoggedModels, so a version registered from
+        `runs:/<run>/<name>` may have no files under the run's own artifacts: resolve it the
+        way `mlflow.register_model` does (the run's newest logged model of that name). An
+        uploaded model (files under the run) uses the version's download URI.
+        """
+        found = self._client.get_model_version(name, version)
+        model_id = getattr(found, "model_id", None)
+        source = str(found.source or "")
+        if not model_id and source.startswith("runs:/"):
+            run_id, _, artifact_path = source.removeprefix("runs:/").partition("/")
+            run = self._client.get_run(run_id)
+            logged = [
+                m
+                for m in self._client.search_logged_models(
+                    experiment_ids=[run.info.experiment_id],
+                    filter_string=f"name = '{artifact_path}'",
+                    max_results=100,
+                )
+                if m.source_run_id == run_id
+            ]
+            if logged:
+                model_id = max(logged, key=lambda m: int(m.creation_timestamp or 0)).model_id
+        if model_id:
+            return str(self._client.get_logged_model(model_id).artifact_location)
+        return str(self._client.get_model_version_download_uri(name, version))
+
+    def log_build(self, run_id: str, directory: Path, artifact_path: str) -> str:
+        """Log a build directory as artifacts of the version's run; returns their URI."""
+        self._call(
+            f"log build artifacts to run {run_id}",
+            lambda: self._client.log_artifacts(run_id, str(directory), artifact_path=artifact_path),
+        )
+        return f"runs:/{run_id}/{artifact_path}"
+
+    def list_artifacts(self, run_id: str, path: str) -> list[str]:
+        found = self._call(
+            f"list artifacts of run {run_id}", lambda: self._client.list_artifacts(run_id, path)
+        )
+        return [f.path for f in found]
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        run = self._call(f"read run {run_id}", lambda: self._client.get_run(run_id))
+        return {k: float(v) for k, v in run.data.metrics.items()}
+
+    # --- aliases ---------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._call(
+            f"set {name}@{alias}", lambda: self._client.set_registered_model_alias(name, alias, version)
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._call(f"delete {name}@{alias}", lambda: self._client.delete_registered_model_alias(name, alias))
+
+    def ping(self) -> None:
+        self._call("search", lambda: self._client.search_registered_models(max_results=1))

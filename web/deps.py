@@ -21,6 +21,7 @@ from atoll.db import unit_of_work
 from atoll.errors import Forbidden, Unauthenticated, Unavailable
 from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings
+from atoll.web.openapi import raises
 
 SESSION_COOKIE = "atoll_session"
 CSRF_HEADER = "x-csrf-token"
@@ -68,6 +69,7 @@ def require_registry(registry: MlflowRegistry | None) -> MlflowRegistry:
     return registry
 
 
+@raises(503)
 def get_registry(registry: Annotated[MlflowRegistry | None, Depends(optional_registry)]) -> MlflowRegistry:
     return require_registry(registry)
 

@@ -57,19 +57,19 @@ class HttpSemantics:
         await self.limited(scope, receive, _problem_for_too_large(scope, send))
 
 
-def _flatten(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+def flatten_routes(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
     """FastAPI >= 0.165 keeps included routers as one entry each; their routes carry full paths
     (Atoll includes routers without an extra prefix)."""
     flat: list[BaseRoute] = []
     for route in routes:
         included = getattr(route, "original_router", None)
-        flat.extend(_flatten(included.routes) if included is not None else [route])
+        flat.extend(flatten_routes(included.routes) if included is not None else [route])
     return flat
 
 
 def _routes_for(routes: Sequence[BaseRoute], path: str) -> list[BaseRoute]:
     found: list[BaseRoute] = []
-    for route in _flatten(routes):
+    for route in flatten_routes(routes):
         if isinstance(route, Route):
             matched = route.path_regex.match(path) is not None
         else:

@@ -15,14 +15,18 @@ Generated clients and the contract tier (schemathesis) read this document; see d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import BaseRoute
 
 from atoll.errors import PROBLEM_JSON
+from atoll.web.http_semantics import flatten_routes
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 DESCRIPTIONS = {
@@ -37,6 +41,7 @@ DESCRIPTIONS = {
     503: "A dependency (e.g. MLflow) is unavailable; retry after `Retry-After` seconds",
 }
 METHODS = ("get", "put", "post", "delete", "patch")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class FieldError(BaseModel):
@@ -58,6 +63,37 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(default=None, description="422 only: every invalid field")
 
 
+ERRORS_ATTRIBUTE = "__openapi_errors__"
+
+
+def raises(*statuses: int) -> Callable[[F], F]:
+    """Marks a dependency with the error statuses it answers; every operation using it
+    declares them (e.g. the MLflow dependency's 503)."""
+
+    def mark(function: F) -> F:
+        setattr(function, ERRORS_ATTRIBUTE, statuses)
+        return function
+
+    return mark
+
+
+def _dependency_errors(dependant: Dependant) -> set[int]:
+    found = set(getattr(dependant.call, ERRORS_ATTRIBUTE, ()))
+    for child in dependant.dependencies:
+        found |= _dependency_errors(child)
+    return found
+
+
+def _errors_by_operation(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], set[int]]:
+    found: dict[tuple[str, str], set[int]] = {}
+    for route in flatten_routes(routes):
+        if isinstance(route, APIRoute):
+            statuses = _dependency_errors(route.dependant)
+            for method in route.methods or ():
+                found[(route.path_format, method.lower())] = statuses
+    return found
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: the error statuses only it can answer (described in the document)."""
     return {status: {"description": DESCRIPTIONS[status]} for status in statuses}
@@ -70,9 +106,12 @@ def _problem_response(status: int, description: str | None = None) -> dict[str, 
     }
 
 
-def _finish_operation(operation: dict[str, Any], *, public: bool, has_path_params: bool) -> None:
+def _finish_operation(
+    operation: dict[str, Any], *, public: bool, has_path_params: bool, from_dependencies: set[int]
+) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     wanted: set[int] = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+    wanted |= from_dependencies
     if not public:
         wanted |= {401, 403}
         operation["security"] = [{"bearer": []}]
@@ -105,6 +144,7 @@ def build_document(app: FastAPI, public_paths: Iterable[str]) -> dict[str, Any]:
     document["components"]["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (`atoll tokens create`)"}
     }
+    by_dependency = _errors_by_operation(app.routes)
     for path, item in document.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
@@ -115,6 +155,7 @@ def build_document(app: FastAPI, public_paths: Iterable[str]) -> dict[str, Any]:
                 operation,
                 public=path in public,
                 has_path_params=any(p.get("in") == "path" for p in params),
+                from_dependencies=by_dependency.get((path, method), set()),
             )
     return document
 

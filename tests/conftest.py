@@ -120,7 +120,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "e2e-admin-password-4f7c1a"  # a throwaway instance's first admin
-START_TIMEOUT_S = 300.0  # `atoll up` starts its embedded MLflow first (30 s idle, 2 min on a loaded 2-core machine)
+START_TIMEOUT_S = (
+    300.0  # `atoll up` starts its embedded MLflow first (30 s idle, 2 min on a loaded 2-core machine)
+)
 STOP_TIMEOUT_S = 10.0
 
 

@@ -117,3 +117,28 @@ class TestDocument:
     def test_metrics_are_documented_as_text(self, client: TestClient) -> None:
         document = client.get("/openapi.json").json()
         assert list(document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+
+
+class TestFoundLater:
+    def test_a_method_no_route_of_the_path_serves_is_405(self, client: TestClient, admin: Caller) -> None:
+        # /versions/upload also matched /versions/{version}, so PATCH was a 422 on "upload".
+        response = client.patch("/api/v1/models/ranker/versions/upload", headers=admin.headers)
+        assert response.status_code == 405
+        assert response.headers["allow"] == "OPTIONS, POST"
+
+    def test_booleans_are_not_outcome_values(self, client: TestClient, admin: Caller) -> None:
+        event = {"event_id": "a", "unit_id": "u", "metric": "m", "value": False}
+        response = client.post("/api/v1/events/outcomes", json={"events": [event]}, headers=admin.headers)
+        assert response.status_code == 422
+
+    def test_webhook_receiver_switched_off_is_a_documented_404(self, client: TestClient) -> None:
+        response = client.post("/api/v1/webhooks/mlflow", content=b"{}")
+        assert response.status_code == 404
+        assert "ATOLL_MLFLOW_WEBHOOK_SECRET" in response.json()["detail"]
+
+    def test_mlflow_dependent_operations_declare_503_with_retry_after(self, client: TestClient) -> None:
+        document = client.get("/openapi.json").json()
+        register = document["paths"]["/api/v1/models/{name}/versions"]["post"]["responses"]
+        assert "Retry-After" in register["503"]["headers"]
+        listing = document["paths"]["/api/v1/models/{name}/versions"]["get"]["responses"]
+        assert "503" not in listing  # the cache answers lists; MLflow is not asked

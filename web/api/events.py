@@ -25,7 +25,7 @@ class OutcomeIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=128, description="Idempotency key")
     unit_id: str = Field(min_length=1, max_length=128, description="User, session or request id")
     metric: str = Field(min_length=1, max_length=128, examples=["purchase"])
-    value: float = 1.0
+    value: float = Field(default=1.0, strict=True)
     ts: IsoDateTime | None = None
     experiment: str | None = Field(default=None, max_length=128)
 

@@ -53,14 +53,24 @@ router = APIRouter(prefix="/api/v1", tags=["registry"])
 
 
 def valid_model_name(
-    name: Annotated[str, Path(pattern=names.MODEL_NAME_PATTERN, description="A registered model's name")],
+    name: Annotated[
+        str, Path(json_schema_extra={"pattern": names.MODEL_NAME_PATTERN}, description="A model")
+    ],
 ) -> str:
-    """Path parameter check that runs before any MLflow call (names MLflow rejects are 422)."""
+    """Checked by the registry's rules before any other dependency (and any MLflow call), so a
+    bad name is a 422 naming the broken rule even where MLflow is down; the pattern documents
+    the same rules."""
     return names.check_model_name(name)
 
 
+def valid_alias(
+    alias: Annotated[str, Path(json_schema_extra={"pattern": names.ALIAS_PATTERN}, description="An alias")],
+) -> str:
+    return names.check_alias(alias)
+
+
 ModelName = Annotated[str, Depends(valid_model_name)]
-Alias = Annotated[str, Path(pattern=names.ALIAS_PATTERN, description="An alias, e.g. `production`")]
+Alias = Annotated[str, Depends(valid_alias)]
 AliasQuery = Annotated[str | None, Query(pattern=names.ALIAS_PATTERN)]
 Version = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="A version number")]
 
@@ -146,12 +156,12 @@ def upload_version(
     )
 
 
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}/versions/{version:int}")
 def get_version(name: ModelName, version: Version, principal: Reader, session: SessionDep) -> VersionRead:
     return service.get_version(session, name, version)
 
 
-@router.patch("/models/{name}/versions/{version}")
+@router.patch("/models/{name}/versions/{version:int}")
 def update_version(
     name: ModelName,
     version: Version,
@@ -187,7 +197,7 @@ def set_alias(
     )
 
 
-@router.get("/models/{name}/versions/{version}/evidence")
+@router.get("/models/{name}/versions/{version:int}/evidence")
 def list_evidence(
     name: ModelName, version: Version, principal: Reader, session: SessionDep
 ) -> list[EvidenceRead]:
@@ -195,7 +205,7 @@ def list_evidence(
     return [EvidenceRead.model_validate(e) for e in evidence_service.for_version(session, name, version)]
 
 
-@router.post("/models/{name}/versions/{version}/evidence", status_code=status.HTTP_201_CREATED)
+@router.post("/models/{name}/versions/{version:int}/evidence", status_code=status.HTTP_201_CREATED)
 def record_evidence(
     name: ModelName, version: Version, body: EvidenceIn, principal: Deployer, session: SessionDep
 ) -> EvidenceRead:
@@ -203,14 +213,14 @@ def record_evidence(
     return EvidenceRead.model_validate(row)
 
 
-@router.get("/models/{name}/versions/{version}/builds")
+@router.get("/models/{name}/versions/{version:int}/builds")
 def list_builds(name: ModelName, version: Version, principal: Reader, session: SessionDep) -> list[BuildRead]:
     """Every build of the version, newest first (one per backend and attempt)."""
     service.get_version(session, name, version)
     return [BuildRead.model_validate(b) for b in builds.list_builds(session, name, version)]
 
 
-@router.post("/models/{name}/versions/{version}/builds", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/models/{name}/versions/{version:int}/builds", status_code=status.HTTP_202_ACCEPTED)
 def rebuild(
     name: ModelName,
     version: Version,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import string
 
 from atoll.errors import InvalidInput
 
@@ -20,9 +21,30 @@ MAX_ALIAS = 255
 _NAME_CHAR = "[^/:'\"\\x00-\\x1f\\x7f]"
 _NAME_EDGE = "[^\\s/:'\"\\x00-\\x1f\\x7f]"
 MODEL_NAME_PATTERN = f"^{_NAME_EDGE}(?:{_NAME_CHAR}{{0,254}}{_NAME_EDGE})?$"
-ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,255}$"
+ALIAS_CHARS = r"^[A-Za-z0-9_-]{1,255}$"
+
+
+def _not_reserved_alias() -> str:
+    """ASCII letters, digits, '_' and '-', except MLflow's reserved `latest` (any case) and
+    `v<number>`, as one regular expression without look-arounds (the length is checked apart)."""
+    w = "[A-Za-z0-9_-]"
+
+    def except_letters(*letters: str) -> str:  # a character of w other than the letters, any case
+        banned = {c for letter in letters for c in (letter.lower(), letter.upper())}
+        kept = "".join(c for c in string.ascii_letters if c not in banned)
+        return f"[{kept}0-9_-]"
+
+    tail = f"{except_letters('t')}{w}*|[tT]{w}+"  # after "lates": anything but a lone "t"
+    for letter in reversed("ates"):  # "l" + a, t, e, s: each level may stop or turn away
+        tail = f"{except_letters(letter)}{w}*|[{letter}{letter.upper()}](?:{tail})?"
+    starts_with_l = f"[lL](?:{tail})?"
+    starts_with_v = f"[vV](?:[0-9]*[A-Za-z_-]{w}*)?"
+    return f"^(?:{starts_with_l}|{starts_with_v}|{except_letters('l', 'v')}{w}*)$"
+
+
+ALIAS_PATTERN = _not_reserved_alias()
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_./ -]{1,250}$"
-_ALIAS = re.compile(ALIAS_PATTERN)
+_ALIAS = re.compile(ALIAS_CHARS)
 _VERSION_LIKE = re.compile(r"^[vV]\d+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TAG_KEY = re.compile(TAG_KEY_PATTERN)

@@ -64,14 +64,20 @@ def valid_model_name(
 
 
 def valid_alias(
-    alias: Annotated[str, Path(json_schema_extra={"pattern": names.ALIAS_PATTERN}, description="An alias")],
+    alias: Annotated[
+        str,
+        Path(
+            json_schema_extra={"pattern": names.ALIAS_PATTERN, "maxLength": names.MAX_ALIAS},
+            description="Alias",
+        ),
+    ],
 ) -> str:
     return names.check_alias(alias)
 
 
 ModelName = Annotated[str, Depends(valid_model_name)]
 Alias = Annotated[str, Depends(valid_alias)]
-AliasQuery = Annotated[str | None, Query(pattern=names.ALIAS_PATTERN)]
+AliasQuery = Annotated[str | None, Query(pattern=names.ALIAS_PATTERN, max_length=names.MAX_ALIAS)]
 Version = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="A version number")]
 
 
@@ -182,7 +188,7 @@ def update_version(
     return service.get_version(session, name, version)
 
 
-@router.put("/models/{name}/aliases/{alias}")
+@router.put("/models/{name}/aliases/{alias}", responses=errors(409))
 def set_alias(
     name: ModelName,
     alias: Alias,
@@ -255,7 +261,7 @@ def set_policy(
     return promotion.set_policy(session, actor=principal, name=name, alias=alias, body=body)
 
 
-@router.post("/models/{name}/aliases/{alias}/promote")
+@router.post("/models/{name}/aliases/{alias}/promote", responses=errors(409))
 def promote(
     name: ModelName,
     alias: Alias,
@@ -277,7 +283,7 @@ def promote(
     )
 
 
-@router.post("/models/{name}/aliases/{alias}/rollback")
+@router.post("/models/{name}/aliases/{alias}/rollback", responses=errors(409))
 def rollback(
     name: ModelName,
     alias: Alias,

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 DEFAULTS_FILE = Path(__file__).resolve().parent / "backends.toml"
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+_NAME = re.compile(NAME_PATTERN)
 _RESOURCE = re.compile(r"^([a-z0-9.-]+/)?[a-z0-9A-Z._-]+$")
 CPU_PROVIDER = "CPUExecutionProvider"
 # The catalog names local executors (`local_fallback`); these are the providers they stand for.

@@ -58,6 +58,14 @@ class Forbidden(AtollError):
     title = "Forbidden"
 
 
+class PayloadTooLarge(AtollError):
+    status = 413
+    title = "Payload too large"
+
+
 class Unavailable(AtollError):
+    """A dependency is down or not configured; never for a caller's mistake (that is a 4xx)."""
+
     status = 503
     title = "Service unavailable"
+    retry_after_seconds = 10

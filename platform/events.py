@@ -75,10 +75,12 @@ def ingest_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """
     if not rows:
         return 0
-    unique = list({row["event_id"]: row for row in rows}.values())
+    now = utcnow()
+    # One shape for every row: a multi-row INSERT needs the same columns in each.
+    unique = list({row["event_id"]: {"ts": now, "experiment": None, **row} for row in rows}.values())
     ids = [row["event_id"] for row in unique]
     before = set(session.scalars(select(OutcomeEvent.event_id).where(OutcomeEvent.event_id.in_(ids))))
-    fresh = [{**row, "received_at": utcnow()} for row in unique if row["event_id"] not in before]
+    fresh = [{**row, "received_at": now} for row in unique if row["event_id"] not in before]
     if not fresh:
         return 0
     dialect = session.get_bind().dialect.name

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     job_lease_seconds: int = Field(default=60, ge=5, le=3600)
+    max_request_bytes: int = Field(
+        default=16 * 1024**2, ge=1024, le=1024**3, description="Largest request body (uploads: their own)."
+    )
     kubeconfig: Path | None = Field(
         default=None, description="kubeconfig of the kubernetes target; unset: in-cluster, else ~/.kube."
     )

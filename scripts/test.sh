@@ -69,6 +69,9 @@ else
   cannot_run e2e "sudo apt-get install -y chromium (then re-run make test)"
 fi
 
+# The API contract: schemathesis against `atoll up`, as an admin and with a read-only token.
+tier contract $UV run pytest tests/contract -q -p no:cacheprovider
+
 echo -e "\n=== summary"
 printf '  %s\n' "${SUMMARY[@]}"
 exit $FAILED

@@ -16,7 +16,7 @@ from atoll.backends import cached_catalog
 from atoll.db import make_engine, make_session_factory
 from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings, get_settings
-from atoll.web import problems
+from atoll.web import openapi, problems
 from atoll.web.api import audit as audit_api
 from atoll.web.api import auth as auth_api
 from atoll.web.api import events as events_api
@@ -24,6 +24,7 @@ from atoll.web.api import jobs as jobs_api
 from atoll.web.api import registry as registry_api
 from atoll.web.api import stats as stats_api
 from atoll.web.api import system as system_api
+from atoll.web.http_semantics import HttpSemantics
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
 from atoll.web.portal import registry_views as portal_registry_views
 from atoll.web.portal import stats_views as portal_stats_views
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.catalog = catalog
     app.state.mlflow = MlflowRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
     app.state.metrics_registry = registry
-    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(HttpSemantics, routes=lambda: app.routes, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))  # outermost: ids on all
     problems.install(app)
     app.add_exception_handler(portal_views.LoginRequired, portal_views.login_redirect)
     for module in (
@@ -89,4 +91,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    openapi.install(app, PUBLIC_PATHS)
     return app

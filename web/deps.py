@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
+from atoll import backends
 from atoll.auth import service as auth_service
 from atoll.auth.policy import Principal, Scope
 from atoll.auth.secrets import constant_time_equal
@@ -20,6 +21,7 @@ from atoll.db import unit_of_work
 from atoll.errors import Forbidden, Unauthenticated, Unavailable
 from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings
+from atoll.web.openapi import raises
 
 SESSION_COOKIE = "atoll_session"
 CSRF_HEADER = "x-csrf-token"
@@ -67,6 +69,7 @@ def require_registry(registry: MlflowRegistry | None) -> MlflowRegistry:
     return registry
 
 
+@raises(503)
 def get_registry(registry: Annotated[MlflowRegistry | None, Depends(optional_registry)]) -> MlflowRegistry:
     return require_registry(registry)
 
@@ -139,13 +142,19 @@ Promoter = Annotated[Principal, Depends(Authorize(Scope.promote))]
 Admin = Annotated[Principal, Depends(Authorize(Scope.admin))]
 
 
+# Path parameters carry their rules in the OpenAPI document, so clients and fuzzers see them.
+MAX_DB_INT = 2**31 - 1  # INTEGER on PostgreSQL; ids and version numbers stay below it
+DbId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="A numeric id")]
+BackendName = Annotated[str, Path(pattern=backends.NAME_PATTERN, description="A backend, e.g. `gpu`")]
+
+
 class Page:
     """Limit/offset pagination parameters shared by every list endpoint."""
 
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=500, description="Items per page")] = 50,
-        offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_DB_INT, description="Items to skip")] = 0,
     ) -> None:
         self.limit = limit
         self.offset = offset

@@ -15,20 +15,28 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atoll.context import current_request_id
-from atoll.errors import PROBLEM_JSON, AtollError, problem_body
+from atoll.errors import PROBLEM_JSON, AtollError, Unavailable, problem_body
+from atoll.web.http_semantics import too_large_detail
 
 log = logging.getLogger(__name__)
 
 
 def problem(
-    status: int, title: str, detail: str, *, request_id: str | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     request_id = request_id or current_request_id()
     body = problem_body(status, title, detail, request_id, **extra)
-    headers = {"X-Request-ID": request_id} if request_id else {}
+    all_headers = {"X-Request-ID": request_id} if request_id else {}
     if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+        all_headers["WWW-Authenticate"] = "Bearer"
+    all_headers.update(headers or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=all_headers)
 
 
 def _request_id(request: Request) -> str | None:
@@ -42,9 +50,15 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "string_pattern_mismatch":  # name the value: the pattern alone is cryptic
+        return f"{error['input']!r} does not match the pattern {error['ctx']['pattern']}"
+    return str(error["msg"])
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return [
-        {"field": _field_path(tuple(e["loc"])), "in": str(e["loc"][0]), "message": e["msg"]}
+        {"field": _field_path(tuple(e["loc"])), "in": str(e["loc"][0]), "message": _message(e)}
         for e in exc.errors()
     ]
 
@@ -56,14 +70,27 @@ def _wants_html(request: Request) -> bool:
 def install(app: FastAPI) -> None:
     from atoll.web.portal.render import error_page
 
-    def respond(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:
+    def respond(
+        request: Request,
+        status: int,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Response:
         if _wants_html(request):
             return error_page(request, status=status, title=title, detail=detail)
-        return problem(status, title, detail, request_id=_request_id(request), **extra)
+        return problem(status, title, detail, request_id=_request_id(request), headers=headers, **extra)
+
+    def respond_error(request: Request, exc: AtollError) -> Response:
+        headers = {}
+        if isinstance(exc, Unavailable):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        return respond(request, exc.status, exc.title, exc.detail, headers, **exc.extra)
 
     @app.exception_handler(AtollError)
     async def _atoll_error(request: Request, exc: AtollError) -> Response:
-        return respond(request, exc.status, exc.title, exc.detail, **exc.extra)
+        return respond_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -76,11 +103,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, AtollError):  # raised while FastAPI read the body (e.g. 413)
+            return respond_error(request, exc.__cause__)
         titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 413:
+            detail = too_large_detail(request.scope)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}; see /docs for the API"
-        return respond(request, exc.status_code, titles.get(exc.status_code, "Error"), detail)
+        headers = dict(exc.headers) if exc.headers else None
+        return respond(request, exc.status_code, titles.get(exc.status_code, "Error"), detail, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

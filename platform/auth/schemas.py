@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -8,15 +9,18 @@ from atoll.auth.models import ApiToken, User
 from atoll.auth.policy import Role, Scope
 from atoll.db import utcnow
 
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+NAME_RULE = "1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=64, examples=["ada"])
+    username: str = Field(pattern=NAME_PATTERN, description=NAME_RULE, examples=["ada"])
     password: str = Field(min_length=12, max_length=1024)
     role: Role = Role.viewer
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=255)
-    teams: list[str] = Field(default_factory=list)
+    teams: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
 
 
 class UserRead(BaseModel):
@@ -54,7 +58,7 @@ class Whoami(BaseModel):
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, examples=["ci-github"])
+    name: str = Field(pattern=NAME_PATTERN, description=NAME_RULE, examples=["ci-github"])
     scopes: list[Scope] = Field(min_length=1, examples=[["register"]])
     expires_in_days: int | None = Field(default=90, ge=1, le=3650)
 
@@ -108,5 +112,5 @@ class PasswordLogin(BaseModel):
 
     username: str
     password: str
-    token_name: str = Field(default="cli", min_length=1, max_length=64)
+    token_name: str = Field(default="cli", pattern=NAME_PATTERN, description=NAME_RULE)
     expires_in_days: int | None = Field(default=30, ge=1, le=3650)

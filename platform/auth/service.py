@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from atoll import audit
 from atoll.auth.models import ApiToken, PortalSession, Team, User
 from atoll.auth.policy import ROLE_SCOPES, Principal, Role, Scope
+from atoll.auth.schemas import NAME_PATTERN, NAME_RULE
 from atoll.auth.secrets import (
     hash_password,
     hash_token,
@@ -22,16 +23,13 @@ from atoll.auth.secrets import (
 from atoll.db import utcnow
 from atoll.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_NAME = re.compile(NAME_PATTERN)
 MIN_PASSWORD_LENGTH = 12
 
 
 def _check_name(kind: str, name: str) -> None:
-    if not NAME_PATTERN.match(name):
-        raise InvalidInput(
-            f"{kind} name {name!r} is not allowed: use 1-64 lowercase letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
-        )
+    if not _NAME.match(name):
+        raise InvalidInput(f"{kind} name {name!r} is not allowed: use {NAME_RULE}")
 
 
 # --- users and teams -------------------------------------------------------------------

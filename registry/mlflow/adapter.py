@@ -91,6 +91,11 @@ def _version(v: Any) -> MlflowVersion:
     )
 
 
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"})
+_CONFLICT = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT", "ABORTED"})
+_INVALID = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE", "MALFORMED_REQUEST"})
+
+
 class MlflowRegistry:
     """A thin, typed facade over `MlflowClient` for one tracking server."""
 
@@ -101,22 +106,22 @@ class MlflowRegistry:
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        from mlflow.exceptions import MlflowException, RestException
+        """MLflow's errors by whose fault they are: the caller's (4xx, naming what was asked)
+        or MLflow's own and its reachability (503)."""
+        from mlflow.exceptions import MlflowException
 
         try:
             return fn()
-        except RestException as exc:
-            code = exc.error_code
-            message = str(exc).split(": ", 1)[-1]
-            if code == "RESOURCE_DOES_NOT_EXIST":
-                raise NotFound(f"{what}: {message}") from None
-            if code == "RESOURCE_ALREADY_EXISTS":
-                raise Conflict(f"{what}: {message}") from None
-            if code == "INVALID_PARAMETER_VALUE":
-                raise InvalidInput(f"{what}: {message}") from None
-            raise Unavailable(f"MLflow at {self.uri} refused {what}: {message}") from None
         except MlflowException as exc:
-            raise Unavailable(f"MLflow at {self.uri} failed {what}: {str(exc)[:300]}") from None
+            code = exc.error_code
+            message = str(exc).split(": ", 1)[-1][:500]
+            if code in _NOT_FOUND:
+                raise NotFound(f"{what}: {message}") from None
+            if code in _CONFLICT:
+                raise Conflict(f"{what}: {message}") from None
+            if code in _INVALID:
+                raise InvalidInput(f"{what}: {message}") from None
+            raise Unavailable(f"MLflow at {self.uri} failed {what}: {message}") from None
         except OSError as exc:
             raise Unavailable(f"MLflow at {self.uri} is unreachable ({type(exc).__name__})") from None
 

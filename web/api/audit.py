@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 
 from atoll import audit
 from atoll.audit import AuditEventRead
-from atoll.schemas import Page
+from atoll.schemas import IsoDateTime, Page
 from atoll.web.deps import PageDep, Reader, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -21,8 +19,8 @@ def list_audit_events(
     action: str | None = None,
     target_type: str | None = None,
     target_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDateTime | None = None,
+    until: IsoDateTime | None = None,
 ) -> Page[AuditEventRead]:
     """Newest first. `action` matches a prefix (`token.` lists every token action)."""
     where = audit.AuditFilter(actor, action, target_type, target_id, since, until)

@@ -18,7 +18,8 @@ from atoll.auth.schemas import (
     Whoami,
 )
 from atoll.auth.service import principal_for_user
-from atoll.web.deps import Admin, Reader, SessionDep, current_principal
+from atoll.web.deps import Admin, DbId, Reader, SessionDep, current_principal
+from atoll.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -35,7 +36,7 @@ def whoami(principal: Annotated[Principal, Depends(current_principal)], session:
     )
 
 
-@router.post("/auth/token", status_code=status.HTTP_201_CREATED, tags=["public"])
+@router.post("/auth/token", status_code=status.HTTP_201_CREATED, tags=["public"], responses=errors(401))
 def login_for_token(body: PasswordLogin, session: SessionDep) -> TokenCreated:
     """Exchange a username and password for an API token (used by `atoll login`)."""
     user = service.authenticate_password(session, username=body.username, password=body.password)
@@ -56,7 +57,7 @@ def list_tokens(principal: Reader, session: SessionDep, all_users: bool = False)
     return [TokenRead.of(t) for t in service.list_tokens(session, actor=principal, all_users=all_users)]
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED)
+@router.post("/tokens", status_code=status.HTTP_201_CREATED, responses=errors(409))
 def create_token(body: TokenCreate, principal: Reader, session: SessionDep) -> TokenCreated:
     issued = service.create_token(
         session,
@@ -69,7 +70,7 @@ def create_token(body: TokenCreate, principal: Reader, session: SessionDep) -> T
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(token_id: int, principal: Reader, session: SessionDep) -> TokenRead:
+def revoke_token(token_id: DbId, principal: Reader, session: SessionDep) -> TokenRead:
     return TokenRead.of(service.revoke_token(session, actor=principal, token_id=token_id))
 
 
@@ -78,7 +79,7 @@ def list_users(principal: Admin, session: SessionDep) -> list[UserRead]:
     return [UserRead.of(u) for u in service.list_users(session)]
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED)
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses=errors(409))
 def create_user(body: UserCreate, principal: Admin, session: SessionDep) -> UserRead:
     user = service.create_user(
         session,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atoll import audit, events
 from atoll.auth.policy import Principal, Scope
+from atoll.schemas import IsoDateTime
 from atoll.web.deps import Authorize, SessionDep
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
@@ -24,8 +25,8 @@ class OutcomeIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=128, description="Idempotency key")
     unit_id: str = Field(min_length=1, max_length=128, description="User, session or request id")
     metric: str = Field(min_length=1, max_length=128, examples=["purchase"])
-    value: float = 1.0
-    ts: datetime | None = None
+    value: float = Field(default=1.0, strict=True)
+    ts: IsoDateTime | None = None
     experiment: str | None = Field(default=None, max_length=128)
 
     @field_validator("value")

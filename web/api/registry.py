@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
-from atoll.errors import Unauthenticated, Unavailable
+from atoll.auth.schemas import NAME_PATTERN
+from atoll.errors import NotFound, Unauthenticated
 from atoll.registry import evidence as evidence_service
 from atoll.registry import names, promotion, service, sync, uploads, webhooks
 from atoll.registry.builds import service as builds
@@ -32,6 +33,7 @@ from atoll.registry.schemas import (
 )
 from atoll.schemas import Page
 from atoll.web.deps import (
+    MAX_DB_INT,
     Admin,
     CatalogDep,
     Deployer,
@@ -45,16 +47,38 @@ from atoll.web.deps import (
     SettingsDep,
     require_registry,
 )
+from atoll.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 
 
-def valid_model_name(name: str) -> str:
-    """Path parameter check that runs before any MLflow call (names MLflow rejects are 422)."""
+def valid_model_name(
+    name: Annotated[
+        str, Path(json_schema_extra={"pattern": names.MODEL_NAME_PATTERN}, description="A model")
+    ],
+) -> str:
+    """Checked by the registry's rules before any other dependency (and any MLflow call), so a
+    bad name is a 422 naming the broken rule even where MLflow is down; the pattern documents
+    the same rules."""
     return names.check_model_name(name)
 
 
+def valid_alias(
+    alias: Annotated[
+        str,
+        Path(
+            json_schema_extra={"pattern": names.ALIAS_PATTERN, "maxLength": names.MAX_ALIAS},
+            description="Alias",
+        ),
+    ],
+) -> str:
+    return names.check_alias(alias)
+
+
 ModelName = Annotated[str, Depends(valid_model_name)]
+Alias = Annotated[str, Depends(valid_alias)]
+AliasQuery = Annotated[str | None, Query(pattern=names.ALIAS_PATTERN, max_length=names.MAX_ALIAS)]
+Version = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="A version number")]
 
 
 @router.get("/models")
@@ -64,8 +88,8 @@ def list_models(
     page: PageDep,
     q: str | None = None,
     tag: str | None = None,
-    team: str | None = None,
-    alias: str | None = None,
+    team: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    alias: AliasQuery = None,
 ) -> Page[ModelSummary]:
     """Search the synced cache: `q` name substring, `tag` key or key=value, `team`, `alias`."""
     where = service.ModelFilter(q=q, tag=tag, team=team, alias=alias)
@@ -138,15 +162,15 @@ def upload_version(
     )
 
 
-@router.get("/models/{name}/versions/{version}")
-def get_version(name: ModelName, version: int, principal: Reader, session: SessionDep) -> VersionRead:
+@router.get("/models/{name}/versions/{version:int}")
+def get_version(name: ModelName, version: Version, principal: Reader, session: SessionDep) -> VersionRead:
     return service.get_version(session, name, version)
 
 
-@router.patch("/models/{name}/versions/{version}")
+@router.patch("/models/{name}/versions/{version:int}")
 def update_version(
     name: ModelName,
-    version: int,
+    version: Version,
     body: TagsUpdate,
     principal: Registrar,
     session: SessionDep,
@@ -164,10 +188,10 @@ def update_version(
     return service.get_version(session, name, version)
 
 
-@router.put("/models/{name}/aliases/{alias}")
+@router.put("/models/{name}/aliases/{alias}", responses=errors(409))
 def set_alias(
     name: ModelName,
-    alias: str,
+    alias: Alias,
     body: AliasSet,
     principal: Deployer,
     session: SessionDep,
@@ -179,33 +203,33 @@ def set_alias(
     )
 
 
-@router.get("/models/{name}/versions/{version}/evidence")
+@router.get("/models/{name}/versions/{version:int}/evidence")
 def list_evidence(
-    name: ModelName, version: int, principal: Reader, session: SessionDep
+    name: ModelName, version: Version, principal: Reader, session: SessionDep
 ) -> list[EvidenceRead]:
     service.get_version(session, name, version)
     return [EvidenceRead.model_validate(e) for e in evidence_service.for_version(session, name, version)]
 
 
-@router.post("/models/{name}/versions/{version}/evidence", status_code=status.HTTP_201_CREATED)
+@router.post("/models/{name}/versions/{version:int}/evidence", status_code=status.HTTP_201_CREATED)
 def record_evidence(
-    name: ModelName, version: int, body: EvidenceIn, principal: Deployer, session: SessionDep
+    name: ModelName, version: Version, body: EvidenceIn, principal: Deployer, session: SessionDep
 ) -> EvidenceRead:
     row = evidence_service.record(session, actor=principal, name=name, version=version, body=body)
     return EvidenceRead.model_validate(row)
 
 
-@router.get("/models/{name}/versions/{version}/builds")
-def list_builds(name: ModelName, version: int, principal: Reader, session: SessionDep) -> list[BuildRead]:
+@router.get("/models/{name}/versions/{version:int}/builds")
+def list_builds(name: ModelName, version: Version, principal: Reader, session: SessionDep) -> list[BuildRead]:
     """Every build of the version, newest first (one per backend and attempt)."""
     service.get_version(session, name, version)
     return [BuildRead.model_validate(b) for b in builds.list_builds(session, name, version)]
 
 
-@router.post("/models/{name}/versions/{version}/builds", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/models/{name}/versions/{version:int}/builds", status_code=status.HTTP_202_ACCEPTED)
 def rebuild(
     name: ModelName,
-    version: int,
+    version: Version,
     principal: Deployer,
     session: SessionDep,
     catalog: CatalogDep,
@@ -225,22 +249,22 @@ def rebuild(
 
 
 @router.get("/models/{name}/policies/{alias}")
-def get_policy(name: ModelName, alias: str, principal: Reader, session: SessionDep) -> PolicyRead:
+def get_policy(name: ModelName, alias: Alias, principal: Reader, session: SessionDep) -> PolicyRead:
     return promotion.effective_policy(session, name, alias)
 
 
 @router.put("/models/{name}/policies/{alias}")
 def set_policy(
-    name: ModelName, alias: str, body: PolicyIn, principal: Promoter, session: SessionDep
+    name: ModelName, alias: Alias, body: PolicyIn, principal: Promoter, session: SessionDep
 ) -> PolicyRead:
     """Set the gates for one alias of one model (`*` as the name: the default for all)."""
     return promotion.set_policy(session, actor=principal, name=name, alias=alias, body=body)
 
 
-@router.post("/models/{name}/aliases/{alias}/promote")
+@router.post("/models/{name}/aliases/{alias}/promote", responses=errors(409))
 def promote(
     name: ModelName,
-    alias: str,
+    alias: Alias,
     body: PromoteIn,
     principal: Deployer,
     session: SessionDep,
@@ -259,10 +283,10 @@ def promote(
     )
 
 
-@router.post("/models/{name}/aliases/{alias}/rollback")
+@router.post("/models/{name}/aliases/{alias}/rollback", responses=errors(409))
 def rollback(
     name: ModelName,
-    alias: str,
+    alias: Alias,
     body: RollbackIn,
     principal: Deployer,
     session: SessionDep,
@@ -275,7 +299,7 @@ def rollback(
 
 @router.get("/models/{name}/history")
 def alias_history(
-    name: ModelName, principal: Reader, session: SessionDep, alias: str | None = None
+    name: ModelName, principal: Reader, session: SessionDep, alias: AliasQuery = None
 ) -> list[AliasMoveRead]:
     service.cached_model(session, name)
     return [AliasMoveRead.model_validate(m) for m in promotion.history(session, name, alias)]
@@ -289,7 +313,12 @@ def sync_now(principal: Admin, session: SessionDep, registry: RegistryDep, catal
     return SyncResult(**report.__dict__)
 
 
-@router.post("/webhooks/mlflow", tags=["public"], status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/webhooks/mlflow",
+    tags=["public"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 404, 503),
+)
 async def mlflow_webhook(
     request: Request,
     settings: SettingsDep,
@@ -302,7 +331,9 @@ async def mlflow_webhook(
     queue theirs already)."""
     secret = settings.mlflow_webhook_secret
     if secret is None:
-        raise Unavailable("webhooks are off: set ATOLL_MLFLOW_WEBHOOK_SECRET to the webhook's secret")
+        raise NotFound(
+            "the MLflow webhook receiver is off: set ATOLL_MLFLOW_WEBHOOK_SECRET to the webhook's secret"
+        )
     body = await request.body()
     problem = webhooks.verify(
         secret.get_secret_value(),

@@ -9,10 +9,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from atoll.backends import Backend
-from atoll.web.deps import CatalogDep, Reader
+from atoll.web.deps import BackendName, CatalogDep, Reader
+from atoll.web.openapi import errors
 from atoll.web.problems import problem
 
 router = APIRouter(tags=["system"])
+TEXT = {"type": "string"}
 
 
 @router.get("/healthz", tags=["public"])
@@ -37,7 +39,7 @@ def _readiness_failures(request: Request) -> list[str]:
     return failures
 
 
-@router.get("/readyz", tags=["public"], response_model=None)
+@router.get("/readyz", tags=["public"], response_model=None, responses=errors(503))
 def readyz(request: Request) -> dict[str, str] | JSONResponse:
     """Readiness: the database and MLflow (when configured) answer."""
     failures = _readiness_failures(request)
@@ -46,7 +48,17 @@ def readyz(request: Request) -> dict[str, str] | JSONResponse:
     return {"status": "ready"}
 
 
-@router.get("/metrics", tags=["public"])
+@router.get(
+    "/metrics",
+    tags=["public"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(request: Request) -> Response:
     """Prometheus metrics (aggregate counts only; public like kubelet's, for scrapers)."""
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
@@ -58,5 +70,5 @@ def list_backends(principal: Reader, catalog: CatalogDep) -> list[Backend]:
 
 
 @router.get("/api/v1/backends/{name}", tags=["backends"])
-def get_backend(name: str, principal: Reader, catalog: CatalogDep) -> Backend:
+def get_backend(name: BackendName, principal: Reader, catalog: CatalogDep) -> Backend:
     return catalog.get(name)

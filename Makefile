@@ -31,11 +31,12 @@ test: install  ## Run every test tier this machine can run (CI=true: all of them
 test-unit: install  ## Unit tier only (seconds)
 	$(UV) run pytest tests/unit -q
 
-lint: install  ## ruff + mypy
+lint: install  ## ruff + mypy + import-linter (architecture contracts in .importlinter)
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy -p atoll
 	$(UV) run mypy --explicit-package-bases tests bench
+	$(UV) run lint-imports
 
 format: install  ## Apply ruff's fixes and formatting
 	$(UV) run ruff check --fix .
@@ -45,4 +46,4 @@ bench: install  ## Benchmarks: each prints Atoll next to its anchor and the rati
 	@for b in bench/bench_*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
 
 clean:  ## Remove build outputs (keeps .atoll data)
-	rm -rf build *.egg-info .venv node_modules web/static/vendor .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build *.egg-info .venv node_modules web/static/vendor .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

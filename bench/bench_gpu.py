@@ -2,9 +2,9 @@
 
 The model: a scikit-learn MLPClassifier (256 features, two hidden layers of 512) — tree
 ensembles have no CUDA kernels in ONNX Runtime, so an MLP is what a GPU build is for. Both
-builds come from the real build step (`registry/build_steps.make`: conversion, fp16 for
+builds come from the real build step (`registry/builds/steps.make`: conversion, fp16 for
 gpu, parity check against the original) over the model saved with `mlflow.sklearn`, and
-are loaded the way `atoll serve` loads them (`deployer/server/model.load_model`: the
+are loaded the way `atoll serve` loads them (`deployer/serving/loader.load_model`: the
 backend's provider, else its fallback). Throughput = rows/s of back-to-back batch-256
 calls, best of 5 one-second rounds, both in this one run.
 
@@ -80,9 +80,9 @@ def main() -> None:
     import onnxruntime as ort
 
     from atoll.backends import load_catalog
-    from atoll.deployer.server.model import load_model
-    from atoll.registry import build_steps
-    from atoll.registry.mlflow_adapter import MlflowRegistry
+    from atoll.deployer.serving.loader import load_model
+    from atoll.registry.builds import steps as build_steps
+    from atoll.registry.mlflow.model_files import read_local_model
 
     has_cuda = CUDA in ort.get_available_providers()
     card = card_name()
@@ -96,18 +96,17 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     try:
         features = save_model(scratch / "mlflow-model")
-        local = MlflowRegistry.read_local_model(scratch / "mlflow-model")
-        registry = MlflowRegistry(f"sqlite:///{scratch / 'unused.db'}")
+        local = read_local_model(scratch / "mlflow-model")
         catalog = load_catalog()
         rows = np.ascontiguousarray(features[:BATCH])
         figures = {}
         for backend in ("cpu", "gpu"):
             out = scratch / backend
-            outcome = build_steps.make(registry, local, catalog.get(backend), "bench-mlp", 1, out)
+            outcome = build_steps.make(local, catalog.get(backend), "bench-mlp", 1, out)
             if outcome.failure is not None:
                 raise SystemExit(f"the {backend} build failed: {outcome.failure}")
             outcome.manifest.save(out)
-            model = load_model(out, outcome.manifest)
+            model = load_model(out, outcome.manifest, backend=catalog.get(backend))
             figures[backend] = rows_per_second(model, rows.astype(model.signature.dtype))
             parity = outcome.parity or {}
             print(

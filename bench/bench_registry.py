@@ -103,7 +103,7 @@ def main() -> None:
         f"populated MLflow with {args.models} models x {args.versions} versions in {time.perf_counter() - started:.1f} s"
     )
 
-    from atoll.registry.embedded import EmbeddedMlflow
+    from atoll.registry.mlflow.embedded import EmbeddedMlflow
 
     mlflow = EmbeddedMlflow(work, 5599)
     mlflow_uri = mlflow.start()

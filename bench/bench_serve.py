@@ -59,10 +59,10 @@ def train() -> tuple[Any, np.ndarray]:
 
 
 def write_build(model: Any, features: np.ndarray, directory: Path) -> Path:
-    """An fp32 cpu build: model.onnx + build.json (the contract of atoll.registry.build_manifest)."""
+    """An fp32 cpu build: model.onnx + build.json (the contract of atoll.registry.builds.manifest)."""
     from skl2onnx import to_onnx
 
-    from atoll.registry.build_manifest import BuildManifest
+    from atoll.registry.builds.manifest import BuildManifest
 
     directory.mkdir(parents=True, exist_ok=True)
     onnx = to_onnx(model, features[:1], options={id(model): {"zipmap": False}})

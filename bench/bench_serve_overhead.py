@@ -84,7 +84,7 @@ def cpu_seconds(pid: int) -> float:
 def raw_per_row_us(build: Path, rows: np.ndarray) -> float:
     import onnxruntime as ort
 
-    from atoll.deployer.server.model import default_threads
+    from atoll.deployer.serving.onnx_runtime import default_threads
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = default_threads()

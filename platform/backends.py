@@ -3,12 +3,18 @@
 Defaults live in `backends.toml` beside this module; `ATOLL_BACKENDS_FILE` adds entries or
 replaces them by name. The catalog is validated at start-up and any problem names the
 entry and the field.
+
+A backend's entry also decides which ONNX Runtime providers run it on a given machine
+(`Backend.providers`): builds measure parity and latency with that choice, and the model
+server opens its session with it, so the two never disagree.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,10 +25,22 @@ DEFAULTS_FILE = Path(__file__).resolve().parent / "backends.toml"
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _RESOURCE = re.compile(r"^([a-z0-9.-]+/)?[a-z0-9A-Z._-]+$")
+CPU_PROVIDER = "CPUExecutionProvider"
+# The catalog names local executors (`local_fallback`); these are the providers they stand for.
+EXECUTOR_PROVIDERS = {"onnxruntime-cpu": CPU_PROVIDER, "onnxruntime-cuda": "CUDAExecutionProvider"}
 
 
 class CatalogError(Exception):
     """The catalog is invalid; the message names the file, entry and field."""
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """The ONNX Runtime providers to ask for, in order, and what that means for the backend."""
+
+    providers: list[str]
+    emulated: bool  # no device and no fallback executor: the graph runs on the plain CPU provider
+    note: str  # empty when the backend's own provider runs it
 
 
 class Toleration(BaseModel):
@@ -70,6 +88,38 @@ class Backend(BaseModel):
         if self.resource is not None and not _RESOURCE.match(self.resource):
             raise ValueError(f"resource: {self.resource!r} is not a Kubernetes resource name")
         return self
+
+    def providers(self, available: Sequence[str]) -> ProviderChoice:
+        """The backend's own provider where `available` has it (the CPU provider behind it,
+        for the operators the device lacks); else its `local_fallback` executor; else the
+        device is emulated on the CPU provider. `available` is
+        `onnxruntime.get_available_providers()` on the machine that runs the model."""
+        wanted = self.runtime_provider
+        if wanted in available:
+            chain = [wanted] if wanted == CPU_PROVIDER else [wanted, CPU_PROVIDER]
+            return ProviderChoice(chain, emulated=False, note="")
+        if self.local_fallback:
+            fallback = EXECUTOR_PROVIDERS.get(self.local_fallback, CPU_PROVIDER)
+            if fallback in available:
+                return ProviderChoice(
+                    [fallback],
+                    emulated=False,
+                    note=(
+                        f"{wanted} is not available on this machine: the {self.default_precision} graph "
+                        f"runs on {fallback} (catalog local_fallback {self.local_fallback!r}); "
+                        f"{wanted} runs it where the device exists"
+                    ),
+                )
+        return ProviderChoice(
+            [CPU_PROVIDER],
+            emulated=True,
+            note=(
+                f"no {self.accelerator} device here ({wanted} is not available): emulated on the CPU "
+                f"({self.local_executor}: plain ONNX Runtime {CPU_PROVIDER} running the "
+                f"{self.default_precision} graph); runtime_provider {wanted!r} is the plug-in point "
+                f"for the real device"
+            ),
+        )
 
 
 class Catalog(BaseModel):

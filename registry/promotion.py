@@ -22,7 +22,7 @@ from atoll.errors import AtollError, Conflict, Forbidden
 from atoll.registry import evidence as evidence_service
 from atoll.registry import names
 from atoll.registry.gates import EvidenceFact, GateFacts, evaluate
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.registry.models import AliasMove, Build, PromotionLock, PromotionPolicy
 from atoll.registry.schemas import GateResult, Gates, PolicyIn, PolicyRead, PromotionResult
 from atoll.registry.service import cached_model, check_owner, get_version

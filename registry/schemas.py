@@ -188,4 +188,21 @@ class SyncResult(BaseModel):
     seconds: float
 
 
+class SignatureField(BaseModel):
+    """One input or output of a version's MLflow signature: a column, or a tensor (`spec`)."""
+
+    name: str
+    type: str
+    spec: str = Field(default="", description="A tensor's dtype and shape as JSON; empty for a column")
+
+
+class VersionDetails(BaseModel):
+    """What a version's MLmodel file says: its flavors and its signature."""
+
+    flavors: list[str]
+    has_signature: bool
+    inputs: list[SignatureField]
+    outputs: list[SignatureField]
+
+
 Gates.model_rebuild()

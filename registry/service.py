@@ -15,13 +15,15 @@ from sqlalchemy.orm import Session
 from atoll import audit
 from atoll.auth.models import User
 from atoll.auth.policy import Principal, Scope
+from atoll.backends import Catalog
 from atoll.errors import Forbidden, NotFound
-from atoll.registry import builds, names
+from atoll.registry import names
+from atoll.registry.builds.service import enqueue_builds
 from atoll.registry.lineage import lineage_from_tags, lineage_tags
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.registry.models import CachedAlias, CachedModel, CachedModelTag, CachedVersion
 from atoll.registry.schemas import ModelSummary, RegisterVersion, VersionRead
-from atoll.registry.sync import TEAM_TAG, sync_model
+from atoll.registry.sync import REGISTERED_BY_TAG, TEAM_TAG, sync_model
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,13 @@ def check_owner(session: Session, *, actor: Principal, team: str | None, name: s
 
 
 def register_version(
-    session: Session, registry: MlflowRegistry, *, actor: Principal, name: str, body: RegisterVersion
+    session: Session,
+    registry: MlflowRegistry,
+    *,
+    actor: Principal,
+    name: str,
+    body: RegisterVersion,
+    catalog: Catalog,
 ) -> VersionRead:
     names.check_model_name(name)
     for key in body.tags:
@@ -145,10 +153,12 @@ def register_version(
     existing = session.scalar(select(CachedModel).where(CachedModel.name == name))
     check_owner(session, actor=actor, team=existing.team if existing else None, name=name)
     source, run_id = registry.resolve_source(body.source_uri)
-    return _register(session, registry, actor=actor, name=name, body=body, source=source, run_id=run_id)
+    return _register(
+        session, registry, actor=actor, name=name, body=body, source=source, run_id=run_id, catalog=catalog
+    )
 
 
-def register_upload(
+def register_model_dir(
     session: Session,
     registry: MlflowRegistry,
     *,
@@ -156,13 +166,16 @@ def register_upload(
     name: str,
     model_dir: Path,
     body: RegisterVersion,
+    catalog: Catalog,
 ) -> VersionRead:
     """Register a local MLflow model directory (already fully received and unpacked)."""
     names.check_model_name(name)
     existing = session.scalar(select(CachedModel).where(CachedModel.name == name))
     check_owner(session, actor=actor, team=existing.team if existing else None, name=name)
     source, run_id = registry.upload_model(model_dir)
-    return _register(session, registry, actor=actor, name=name, body=body, source=source, run_id=run_id)
+    return _register(
+        session, registry, actor=actor, name=name, body=body, source=source, run_id=run_id, catalog=catalog
+    )
 
 
 def _register(
@@ -174,10 +187,11 @@ def _register(
     body: RegisterVersion,
     source: str,
     run_id: str | None,
+    catalog: Catalog,
 ) -> VersionRead:
     model_tags = {TEAM_TAG: body.team} if body.team else {}
     registry.ensure_model(name, tags=model_tags)
-    tags = {**body.tags, **lineage_tags(body.lineage), "atoll.registered_by": actor.username}
+    tags = {**body.tags, **lineage_tags(body.lineage), REGISTERED_BY_TAG: actor.username}
     created = registry.create_version(
         name, source=source, run_id=run_id, tags=tags, description=body.description
     )
@@ -190,7 +204,7 @@ def _register(
         target_id=f"{name}/{created.version}",
         summary={"source": source, "run_id": run_id, "lineage": body.lineage},
     )
-    builds.enqueue_builds(session, name=name, version=int(created.version), actor=actor)  # every backend
+    enqueue_builds(session, name=name, version=int(created.version), actor=actor, catalog=catalog)
     return get_version(session, name, int(created.version))
 
 

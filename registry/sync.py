@@ -1,8 +1,8 @@
 """Keep the cache tables equal to MLflow: a full sync on a schedule, one model on a webhook.
 
 The mirroring (`_upsert_model`) only writes the cache tables and says which versions it
-inserted; `full_sync` then queues builds for the new ones through `registry/builds.py`
-(which never imports this module).
+inserted; the full sync and the webhook then queue builds for a version created straight
+in MLflow through one rule, `queue_builds_if_new` (builds never import this module).
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from atoll import audit
+from atoll.auth.policy import Principal
 from atoll.backends import Catalog
 from atoll.db import utcnow
 from atoll.errors import NotFound
-from atoll.registry.builds import enqueue_builds
-from atoll.registry.mlflow_adapter import MlflowModel, MlflowRegistry, MlflowVersion
-from atoll.registry.models import Build, CachedAlias, CachedModel, CachedModelTag, CachedVersion
+from atoll.registry.builds.service import enqueue_builds, has_builds
+from atoll.registry.mlflow.adapter import MlflowModel, MlflowRegistry, MlflowVersion
+from atoll.registry.models import CachedAlias, CachedModel, CachedModelTag, CachedVersion
+from atoll.registry.webhooks import WebhookEvent
 
 TEAM_TAG = "atoll.team"
+REGISTERED_BY_TAG = "atoll.registered_by"  # set on every version registered through Atoll
 # MLflow's ModelVersionStatus: READY, PENDING_REGISTRATION, FAILED_REGISTRATION.
 READY = "READY"
 
@@ -105,23 +109,56 @@ def sync_model(session: Session, registry: MlflowRegistry, name: str) -> CachedM
     return row
 
 
+def queue_builds_if_new(session: Session, *, name: str, version: CachedVersion, catalog: Catalog) -> bool:
+    """Queue builds for a version created straight in MLflow; True when it queued them.
+
+    The one rule, for the webhook and the full sync alike. One build per backend of
+    `catalog` (`enqueue_builds`, actor None: audited as the system) when all of these hold:
+
+    1. its MLflow status is `READY` (not `PENDING_REGISTRATION` or `FAILED_REGISTRATION`);
+    2. it was not registered through Atoll (no `atoll.registered_by` tag: a registration
+       through Atoll queues its own builds in the same transaction);
+    3. the version has no `Build` row yet (the other path, or a rebuild, got there first).
+
+    A version already cached and READY is never handed to this rule again by a sync, so a
+    build deleted later is not resurrected; Rebuild / `atoll builds MODEL VERSION
+    --rebuild` cover that.
+    """
+    if version.status != READY or REGISTERED_BY_TAG in version.tags:
+        return False
+    if has_builds(session, name, version.version):
+        return False
+    enqueue_builds(session, name=name, version=version.version, actor=None, catalog=catalog)
+    return True
+
+
+def apply_webhook_event(
+    session: Session, registry: MlflowRegistry, event: WebhookEvent, *, catalog: Catalog
+) -> None:
+    """Refresh the model an MLflow webhook names and, for `model_version.created`, queue
+    builds for the new version (`queue_builds_if_new`)."""
+    if sync_model(session, registry, event.model_name) is None or event.created_version is None:
+        return
+    cached = session.scalar(
+        select(CachedVersion)
+        .join(CachedModel, CachedModel.id == CachedVersion.model_id)
+        .where(CachedModel.name == event.model_name, CachedVersion.version == event.created_version)
+    )
+    if cached is not None:
+        queue_builds_if_new(session, name=event.model_name, version=cached, catalog=catalog)
+
+
 def full_sync(session: Session, registry: MlflowRegistry, *, catalog: Catalog) -> SyncReport:
     """Mirror every model and version; drop cached models MLflow no longer has; queue
     builds for the versions this sync found first.
 
     A version created straight in MLflow gets its builds from the `model_version.created`
-    webhook when one is configured; without it, this sync queues them. For each version,
-    one build per backend of `catalog` (`enqueue_builds`, actor None: audited as the
-    system), counted in `builds_queued`, when all of these hold:
-
-    1. this sync inserted the version into `cached_versions`, or saw it turn READY (a
-       version already cached and READY is never queued again by a sync);
-    2. it is not the first sync: when `cached_models` was empty as this sync began,
-       nothing is queued (a first sync of an existing registry would queue a build for
-       every version; Rebuild / `atoll builds MODEL VERSION --rebuild` cover those);
-    3. the version has no `Build` row yet (the webhook or a registration through Atoll
-       queued it already);
-    4. its MLflow status is `READY` (not `PENDING_REGISTRATION` or `FAILED_REGISTRATION`).
+    webhook when one is configured; without it, this sync queues them through
+    `queue_builds_if_new`, for the versions it inserted into `cached_versions` or saw turn
+    READY — except on the first sync: when `cached_models` was empty as this sync began,
+    nothing is queued (a first sync of an existing registry would queue a build for every
+    version; Rebuild / `atoll builds MODEL VERSION --rebuild` cover those). The report
+    counts the versions queued in `builds_queued`.
 
     Everything is written in the caller's transaction: the cache rows, the build rows,
     their jobs and the audit events exist only if the caller commits.
@@ -150,17 +187,24 @@ def full_sync(session: Session, registry: MlflowRegistry, *, catalog: Catalog) -
     )
 
 
+def requested_sync(
+    session: Session, registry: MlflowRegistry, *, actor: Principal, catalog: Catalog
+) -> SyncReport:
+    """A full sync someone asked for (the admin's "sync now"), audited as theirs."""
+    report = full_sync(session, registry, catalog=catalog)
+    audit.record(
+        session,
+        actor=actor,
+        action="registry.sync",
+        target_type="registry",
+        target_id="mlflow",
+        summary={"models": report.models, "versions": report.versions, "builds_queued": report.builds_queued},
+    )
+    return report
+
+
 def _queue_builds(session: Session, found: list[tuple[str, CachedVersion]], catalog: Catalog) -> int:
-    """Queue builds for newly cached versions that are READY and have no build yet."""
-    queued = 0
-    for name, cached in found:
-        if cached.status != READY:
-            continue
-        built = session.scalar(
-            select(Build.id).where(Build.model_name == name, Build.version == cached.version).limit(1)
-        )
-        if built is not None:
-            continue
-        enqueue_builds(session, name=name, version=cached.version, actor=None, catalog=catalog)
-        queued += 1
-    return queued
+    """`queue_builds_if_new` over the versions a sync found first; how many it queued."""
+    return sum(
+        queue_builds_if_new(session, name=name, version=cached, catalog=catalog) for name, cached in found
+    )

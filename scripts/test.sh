@@ -33,7 +33,7 @@ ensure_chromium() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
 
-tier lint bash -c "$UV run ruff check . && $UV run ruff format --check . && $UV run mypy -p atoll && $UV run mypy --explicit-package-bases tests bench"
+tier lint bash -c "$UV run ruff check . && $UV run ruff format --check . && $UV run mypy -p atoll && $UV run mypy --explicit-package-bases tests bench && $UV run lint-imports"
 tier unit $UV run pytest tests/unit -q -p no:cacheprovider
 tier "integration (sqlite)" env ATOLL_TEST_DB=sqlite $UV run pytest tests/integration -q -p no:cacheprovider
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from atoll._version import __version__
 from atoll.backends import cached_catalog
 from atoll.db import make_engine, make_session_factory
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings, get_settings
 from atoll.web import problems
 from atoll.web.api import audit as audit_api

@@ -1,4 +1,5 @@
-"""Typed request dependencies: the unit of work, the caller, and what the caller may do.
+"""Typed request dependencies: the unit of work, the caller, what the caller may do, and
+the platform's parts a route works with (settings, backend catalog, MLflow registry).
 
 Route signatures read as requirements: `principal: Annotated[Principal, Authorize(Scope.deploy)]`.
 """
@@ -16,7 +17,8 @@ from atoll.auth.policy import Principal, Scope
 from atoll.auth.secrets import constant_time_equal
 from atoll.backends import Catalog
 from atoll.db import unit_of_work
-from atoll.errors import Forbidden, Unauthenticated
+from atoll.errors import Forbidden, Unauthenticated, Unavailable
+from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings
 
 SESSION_COOKIE = "atoll_session"
@@ -46,6 +48,31 @@ def get_catalog(request: Request) -> Catalog:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+
+MLFLOW_NOT_CONFIGURED = (
+    "MLflow is not configured: set ATOLL_MLFLOW_TRACKING_URI, or run `atoll up` (it embeds one)"
+)
+
+
+def optional_registry(request: Request) -> MlflowRegistry | None:
+    """The app's MLflow registry, None when no tracking server is configured."""
+    registry: MlflowRegistry | None = request.app.state.mlflow
+    return registry
+
+
+def require_registry(registry: MlflowRegistry | None) -> MlflowRegistry:
+    """The registry, or 503 naming the setting that configures it."""
+    if registry is None:
+        raise Unavailable(MLFLOW_NOT_CONFIGURED)
+    return registry
+
+
+def get_registry(registry: Annotated[MlflowRegistry | None, Depends(optional_registry)]) -> MlflowRegistry:
+    return require_registry(registry)
+
+
+OptionalRegistryDep = Annotated[MlflowRegistry | None, Depends(optional_registry)]
+RegistryDep = Annotated[MlflowRegistry, Depends(get_registry)]
 
 
 def optional_principal(request: Request, session: SessionDep) -> Principal | None:

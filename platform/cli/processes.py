@@ -54,7 +54,7 @@ def up(
     from atoll import bootstrap, migrate
     from atoll.db import make_engine, make_session_factory, unit_of_work
     from atoll.logs import configure_logging
-    from atoll.registry.embedded import EmbeddedMlflow
+    from atoll.registry.mlflow.embedded import EmbeddedMlflow
     from atoll.web.app import create_app
 
     settings = _settings()

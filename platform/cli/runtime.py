@@ -21,9 +21,9 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
     handlers: dict[str, Handler] = {EXPIRE_SESSIONS_JOB: expire_sessions}
     if settings.mlflow_tracking_uri:
         from atoll.backends import cached_catalog
-        from atoll.registry.builds import BUILD_JOB
-        from atoll.registry.builds import handler as build_handler
-        from atoll.registry.mlflow_adapter import MlflowRegistry
+        from atoll.registry.builds.job import handler as build_handler
+        from atoll.registry.builds.service import BUILD_JOB
+        from atoll.registry.mlflow.adapter import MlflowRegistry
         from atoll.registry.sync import full_sync
 
         registry = MlflowRegistry(settings.mlflow_tracking_uri)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from atoll.cli.output import console, fail
+
+if TYPE_CHECKING:
+    from atoll.backends import Catalog
 
 
 def serve(
@@ -41,19 +44,24 @@ def serve(
     """Serve one build: Open Inference Protocol v2, MLflow /invocations, /metrics."""
     import tempfile
 
+    from atoll.backends import CatalogError, cached_catalog
     from atoll.cli.processes import _settings
-    from atoll.deployer.server.app import ServerConfig
-    from atoll.deployer.server.run import run_server
+    from atoll.deployer.serving.run import run_server
+    from atoll.deployer.serving.state import ServerConfig
     from atoll.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     if (build_dir is None) == (model_uri is None):
         fail("give a BUILD_DIR or --model-uri models:/NAME/VERSION (one of them)", 2)
+    try:
+        catalog = cached_catalog(settings.backends_file)
+    except CatalogError as exc:
+        fail(str(exc), 2)
     with tempfile.TemporaryDirectory(prefix="atoll-serve-") as scratch:
         if model_uri is not None:
             build_dir = _build_on_the_fly(
-                model_uri, backend, Path(scratch), settings.mlflow_tracking_uri, settings.backends_file
+                model_uri, backend, Path(scratch), settings.mlflow_tracking_uri, catalog
             )
         assert build_dir is not None
         if not build_dir.is_dir():
@@ -67,7 +75,7 @@ def serve(
             max_rows=max_rows,
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             threads=threads,
-            backends_file=settings.backends_file,
+            catalog=catalog,
         )
         run_server(
             config,
@@ -79,20 +87,17 @@ def serve(
 
 
 def _build_on_the_fly(
-    model_uri: str, backend: str, scratch: Path, tracking_uri: str, backends_file: Path | None
+    model_uri: str, backend: str, scratch: Path, tracking_uri: str, catalog: Catalog
 ) -> Path:
-    from atoll.backends import cached_catalog
     from atoll.errors import AtollError
-    from atoll.registry.builds import build_for_serving
-    from atoll.registry.mlflow_adapter import MlflowRegistry
+    from atoll.registry.builds.job import build_for_serving
+    from atoll.registry.mlflow.adapter import MlflowRegistry
 
     if not tracking_uri:
         fail("--model-uri needs ATOLL_MLFLOW_TRACKING_URI (the MLflow server holding the model)", 2)
     console.print(f"building {model_uri} for backend {backend} into {scratch} ...", highlight=False)
     try:
-        return build_for_serving(
-            MlflowRegistry(tracking_uri), cached_catalog(backends_file), model_uri, backend, scratch
-        )
+        return build_for_serving(MlflowRegistry(tracking_uri), catalog, model_uri, backend, scratch)
     except AtollError as exc:
         fail(exc.detail, 2 if exc.status in {404, 422} else 6)
 

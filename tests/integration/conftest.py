@@ -152,7 +152,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     from cryptography.fernet import Fernet
 
-    from atoll.registry.embedded import EmbeddedMlflow
+    from atoll.registry.mlflow.embedded import EmbeddedMlflow
 
     server = EmbeddedMlflow(
         tmp_path_factory.mktemp("mlflow"),

@@ -22,9 +22,9 @@ from atoll.audit import AuditEvent
 from atoll.cli.runtime import job_handlers
 from atoll.db import unit_of_work
 from atoll.jobs import Job, Worker
-from atoll.registry.build_manifest import PYFUNC_DIR, BuildManifest
-from atoll.registry.builds import BUILD_JOB
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.builds.manifest import PYFUNC_DIR, BuildManifest
+from atoll.registry.builds.service import BUILD_JOB
+from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings
 
 from .conftest import Caller

@@ -17,9 +17,9 @@ from sklearn.datasets import make_classification, make_regression
 from sqlalchemy.orm import Session, sessionmaker
 
 from atoll.backends import load_catalog
-from atoll.registry import build_steps
-from atoll.registry.build_manifest import BuildManifest
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.builds import steps as build_steps
+from atoll.registry.builds.manifest import BuildManifest
+from atoll.registry.mlflow.model_files import read_local_model
 from atoll.settings import Settings
 
 from .conftest import Caller
@@ -137,8 +137,7 @@ def assert_sklearn_api_build(outcome: build_steps.Outcome, kind: str, columns: l
 @pytest.mark.parametrize("kind", ["sklearn-flavor-classifier", "lightgbm-flavor-regressor"])
 def test_lightgbm_scikit_learn_api_models_get_onnx_builds(tmp_path: Path, kind: str) -> None:
     _save_sklearn_api(kind, tmp_path / "saved")
-    local = MlflowRegistry.read_local_model(tmp_path / "saved")
+    local = read_local_model(tmp_path / "saved")
     assert ("sklearn" in local.flavors) is (kind == "sklearn-flavor-classifier")
-    registry = MlflowRegistry(f"sqlite:///{tmp_path / 'unused.db'}")
-    outcome = build_steps.make(registry, local, load_catalog().get("cpu"), "lgbm", 1, tmp_path / "build")
+    outcome = build_steps.make(local, load_catalog().get("cpu"), "lgbm", 1, tmp_path / "build")
     assert_sklearn_api_build(outcome, kind, COLUMNS)

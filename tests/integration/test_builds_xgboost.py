@@ -15,8 +15,8 @@ from sklearn.datasets import make_regression
 from sqlalchemy.orm import Session, sessionmaker
 
 from atoll.backends import load_catalog
-from atoll.registry import build_steps
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.builds import steps as build_steps
+from atoll.registry.mlflow.model_files import read_local_model
 from atoll.settings import Settings
 
 from .conftest import Caller
@@ -89,10 +89,9 @@ def _save_sklearn_api(kind: str, path: Path) -> None:
 @pytest.mark.parametrize("kind", ["sklearn-flavor-classifier", "xgboost-flavor-regressor"])
 def test_xgboost_scikit_learn_api_models_get_onnx_builds(tmp_path: Path, kind: str) -> None:
     _save_sklearn_api(kind, tmp_path / "saved")
-    local = MlflowRegistry.read_local_model(tmp_path / "saved")
+    local = read_local_model(tmp_path / "saved")
     assert ("sklearn" in local.flavors) is (kind == "sklearn-flavor-classifier")
-    registry = MlflowRegistry(f"sqlite:///{tmp_path / 'unused.db'}")
-    outcome = build_steps.make(registry, local, load_catalog().get("cpu"), "xgb", 1, tmp_path / "build")
+    outcome = build_steps.make(local, load_catalog().get("cpu"), "xgb", 1, tmp_path / "build")
     assert_sklearn_api_build(outcome, kind, COLUMNS)
 
 
@@ -104,8 +103,7 @@ def test_an_unsupported_xgboost_objective_gets_a_pyfunc_build_that_names_it(tmp_
     mlflow.xgboost.save_model(
         booster, str(tmp_path / "saved"), input_example=frame[:5], pip_requirements=["xgboost"]
     )
-    local = MlflowRegistry.read_local_model(tmp_path / "saved")
-    registry = MlflowRegistry(f"sqlite:///{tmp_path / 'unused.db'}")
-    outcome = build_steps.make(registry, local, load_catalog().get("cpu"), "xgb", 1, tmp_path / "build")
+    local = read_local_model(tmp_path / "saved")
+    outcome = build_steps.make(local, load_catalog().get("cpu"), "xgb", 1, tmp_path / "build")
     assert outcome.format == "pyfunc"
     assert "no ONNX conversion for the XGBoost objective binary:logitraw" in outcome.notes[0]

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from atoll.db import make_engine, make_session_factory, unit_of_work
 from atoll.events import InferenceEvent
-from atoll.registry.build_manifest import BuildManifest
+from atoll.registry.builds.manifest import BuildManifest
 
 from .conftest import free_port
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from atoll.backends import load_catalog
-from atoll.registry import build_steps
-from atoll.registry.build_manifest import PYFUNC_DIR, BuildManifest
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.builds import steps as build_steps
+from atoll.registry.builds.manifest import PYFUNC_DIR, BuildManifest
+from atoll.registry.mlflow.model_files import read_local_model
 
 from .test_model_server import Served, assert_problem, start_server, stop_server
 
@@ -56,10 +56,9 @@ def _pyfunc_build(tmp_path: Path, code: str, example: pd.DataFrame) -> Path:
     mlflow.pyfunc.save_model(
         str(saved), python_model=str(source), input_example=example, pip_requirements=["pandas"]
     )
-    local = MlflowRegistry.read_local_model(saved)
+    local = read_local_model(saved)
     out = tmp_path / "build"
-    registry = MlflowRegistry(f"sqlite:///{tmp_path / 'unused.db'}")
-    outcome = build_steps.make(registry, local, load_catalog().get("cpu"), "scores", 2, out)
+    outcome = build_steps.make(local, load_catalog().get("cpu"), "scores", 2, out)
     assert outcome.failure is None and outcome.format == "pyfunc"
     outcome.manifest.save(out)
     return out

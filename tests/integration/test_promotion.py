@@ -20,7 +20,7 @@ from atoll.audit import AuditEvent
 from atoll.auth.policy import Role
 from atoll.db import unit_of_work, utcnow
 from atoll.errors import Unavailable
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.registry.models import AliasMove, Build, PromotionLock
 
 from .conftest import Caller, MakeCaller

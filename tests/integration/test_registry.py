@@ -105,7 +105,7 @@ class TestRegistration:
     ) -> None:
         from fastapi import FastAPI
 
-        from atoll.registry.mlflow_adapter import MlflowRegistry
+        from atoll.registry.mlflow.adapter import MlflowRegistry
 
         assert isinstance(registry_app, FastAPI)
         registry_app.state.mlflow = MlflowRegistry("http://127.0.0.1:9")

@@ -20,8 +20,8 @@ from atoll.backends import Catalog, cached_catalog
 from atoll.cli.runtime import SYNC_JOB, job_handlers
 from atoll.db import unit_of_work, utcnow
 from atoll.jobs import SUCCEEDED, Job, Worker, enqueue
-from atoll.registry.builds import BUILD_JOB, QUEUED, enqueue_builds
-from atoll.registry.mlflow_adapter import MlflowModel, MlflowVersion
+from atoll.registry.builds.service import BUILD_JOB, QUEUED, enqueue_builds
+from atoll.registry.mlflow.adapter import MlflowModel, MlflowVersion
 from atoll.registry.models import Build, CachedModel, CachedVersion
 from atoll.registry.sync import _queue_builds, _upsert_model
 from atoll.settings import Settings

@@ -215,3 +215,34 @@ class TestMessageFormat:
         message = _catalog_error(tmp_path, text)
         assert f", field {field}: " in message
         assert "Value error" not in message
+
+
+CATALOG = load_catalog()
+
+
+class TestProviders:
+    def test_cpu_backend_runs_on_its_own_provider(self) -> None:
+        choice = CATALOG.get("cpu").providers(["CPUExecutionProvider"])
+        assert choice.providers == ["CPUExecutionProvider"] and not choice.emulated and choice.note == ""
+
+    def test_gpu_uses_cuda_where_present(self) -> None:
+        choice = CATALOG.get("gpu").providers(["CUDAExecutionProvider", "CPUExecutionProvider"])
+        assert choice.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert not choice.emulated
+
+    def test_gpu_falls_back_to_the_cpu_and_says_so(self) -> None:
+        choice = CATALOG.get("gpu").providers(["CPUExecutionProvider"])
+        assert choice.providers == ["CPUExecutionProvider"]
+        assert not choice.emulated, "a fallback runs the real fp16 graph; the device is not emulated"
+        assert "CUDAExecutionProvider is not available" in choice.note
+        assert "local_fallback 'onnxruntime-cpu'" in choice.note
+
+    def test_asic_is_emulated_on_the_cpu(self) -> None:
+        choice = CATALOG.get("asic").providers(["CPUExecutionProvider"])
+        assert choice.providers == ["CPUExecutionProvider"] and choice.emulated
+        assert "emulated on the CPU" in choice.note
+        assert "'AsicExecutionProvider' is the plug-in point" in choice.note
+
+    def test_a_real_asic_provider_is_used_when_plugged_in(self) -> None:
+        choice = CATALOG.get("asic").providers(["AsicExecutionProvider", "CPUExecutionProvider"])
+        assert choice.providers[0] == "AsicExecutionProvider" and not choice.emulated

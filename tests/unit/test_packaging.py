@@ -1,4 +1,4 @@
-"""Guard tests for the one-namespace layout (see shared/PACKAGING.md).
+"""Guard tests for the one-namespace layout (see docs/architecture.md).
 
 Folders are mapped into `atoll` by setuptools' `package-dir`; a folder missing from
 `packages` silently drops out of a wheel, and a `platform/__init__.py` shadows the stdlib.

@@ -3,27 +3,17 @@ policies, promotions, history, and the MLflow webhook receiver."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import tarfile
-import tempfile
 import time
-import zipfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile, status
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from atoll import audit
-from atoll.auth.policy import Principal, Scope
-from atoll.db import unit_of_work
-from atoll.errors import InvalidInput, Unauthenticated, Unavailable
-from atoll.registry import builds, names, promotion, service, webhooks
+from atoll.errors import Unauthenticated, Unavailable
 from atoll.registry import evidence as evidence_service
-from atoll.registry.builds import BuildRead, BuildsRequest
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry import names, promotion, service, sync, uploads, webhooks
+from atoll.registry.builds import service as builds
+from atoll.registry.builds.schemas import BuildRead, BuildsRequest
 from atoll.registry.schemas import (
     AliasMoveRead,
     AliasSet,
@@ -40,35 +30,23 @@ from atoll.registry.schemas import (
     TagsUpdate,
     VersionRead,
 )
-from atoll.registry.sync import full_sync, sync_model
 from atoll.schemas import Page
 from atoll.web.deps import (
-    Authorize,
+    Admin,
     CatalogDep,
     Deployer,
+    OptionalRegistryDep,
     PageDep,
     Promoter,
     Reader,
     Registrar,
+    RegistryDep,
     SessionDep,
     SettingsDep,
+    require_registry,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
-MAX_UPLOAD_BYTES = 2 * 1024**3
-Admin = Annotated[Principal, Depends(Authorize(Scope.admin))]
-
-
-def get_registry(request: Request) -> MlflowRegistry:
-    registry: MlflowRegistry | None = request.app.state.mlflow
-    if registry is None:
-        raise Unavailable(
-            "MLflow is not configured: set ATOLL_MLFLOW_TRACKING_URI, or run `atoll up` (it embeds one)"
-        )
-    return registry
-
-
-RegistryDep = Annotated[MlflowRegistry, Depends(get_registry)]
 
 
 def valid_model_name(name: str) -> str:
@@ -126,30 +104,15 @@ def list_versions(
 
 @router.post("/models/{name}/versions", status_code=status.HTTP_201_CREATED)
 def register_version(
-    name: ModelName, body: RegisterVersion, principal: Registrar, session: SessionDep, registry: RegistryDep
+    name: ModelName,
+    body: RegisterVersion,
+    principal: Registrar,
+    session: SessionDep,
+    registry: RegistryDep,
+    catalog: CatalogDep,
 ) -> VersionRead:
     """Register a version from a run or a model URI, with CI lineage (the CI hook)."""
-    return service.register_version(session, registry, actor=principal, name=name, body=body)
-
-
-def _unpack(archive: Path, into: Path) -> Path:
-    """Unpack a .zip or .tar.gz MLflow model; refuses paths that escape the folder."""
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as bundle:
-                for member in bundle.namelist():
-                    if member.startswith("/") or ".." in Path(member).parts:
-                        raise InvalidInput(f"file: archive member {member!r} escapes the model folder")
-                bundle.extractall(into)  # noqa: S202 - members checked above
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as bundle:
-                bundle.extractall(into, filter="data")
-        else:
-            raise InvalidInput("file: upload a .zip or .tar.gz of an MLflow model folder")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise InvalidInput(f"file: the archive is damaged or incomplete ({exc})") from None
-    entries = [p for p in into.iterdir() if p.name != "__MACOSX"]
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
+    return service.register_version(session, registry, actor=principal, name=name, body=body, catalog=catalog)
 
 
 @router.post("/models/{name}/versions/upload", status_code=status.HTTP_201_CREATED)
@@ -158,31 +121,21 @@ def upload_version(
     principal: Registrar,
     session: SessionDep,
     registry: RegistryDep,
+    catalog: CatalogDep,
     file: Annotated[UploadFile, File(description=".zip or .tar.gz of an MLflow model folder")],
     metadata: Annotated[str, Form(description="RegisterVersion fields as JSON, without a source")] = "{}",
 ) -> VersionRead:
     """Register an uploaded local model. The archive is fully received and checked before
     anything reaches MLflow, so an interrupted upload registers nothing."""
-    try:
-        fields = json.loads(metadata)
-        if not isinstance(fields, dict):
-            raise InvalidInput("metadata: must be a JSON object")
-        body = RegisterVersion.model_validate({**fields, "model_uri": "upload"})
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"metadata: not valid JSON ({exc})") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidInput(f"metadata.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    with tempfile.TemporaryDirectory(prefix="atoll-upload-") as work:
-        archive = Path(work) / "upload"
-        with archive.open("wb") as target:
-            shutil.copyfileobj(file.file, target, length=1024 * 1024)
-        if archive.stat().st_size > MAX_UPLOAD_BYTES:
-            raise InvalidInput("file: larger than 2 GiB; register it from a run or object storage instead")
-        model_dir = _unpack(archive, Path(work) / "model")
-        return service.register_upload(
-            session, registry, actor=principal, name=name, model_dir=model_dir, body=body
-        )
+    return uploads.register_upload(
+        session,
+        registry,
+        actor=principal,
+        name=name,
+        archive=file.file,
+        body=uploads.parse_metadata(metadata),
+        catalog=catalog,
+    )
 
 
 @router.get("/models/{name}/versions/{version}")
@@ -332,20 +285,18 @@ def alias_history(
 def sync_now(principal: Admin, session: SessionDep, registry: RegistryDep, catalog: CatalogDep) -> SyncResult:
     """Mirror MLflow into the cache now (the worker also does this on a schedule), and
     queue builds for the versions it found first, like the scheduled sync."""
-    report = full_sync(session, registry, catalog=catalog)
-    audit.record(
-        session,
-        actor=principal,
-        action="registry.sync",
-        target_type="registry",
-        target_id="mlflow",
-        summary={"models": report.models, "versions": report.versions, "builds_queued": report.builds_queued},
-    )
+    report = sync.requested_sync(session, registry, actor=principal, catalog=catalog)
     return SyncResult(**report.__dict__)
 
 
 @router.post("/webhooks/mlflow", tags=["public"], status_code=status.HTTP_204_NO_CONTENT)
-async def mlflow_webhook(request: Request, settings: SettingsDep) -> None:
+async def mlflow_webhook(
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+    configured: OptionalRegistryDep,
+) -> None:
     """MLflow registry webhook (HMAC-verified): refreshes the model the event names, and
     queues builds for a version created straight in MLflow (Atoll's own registrations
     queue theirs already)."""
@@ -363,26 +314,7 @@ async def mlflow_webhook(request: Request, settings: SettingsDep) -> None:
     )
     if problem is not None:
         raise Unauthenticated(f"webhook refused: {problem}")
-    try:
-        event = json.loads(body or b"{}")
-        data = event.get("data") or {}
-        name = str(data.get("name", ""))
-        created = event.get("entity") == "model_version" and event.get("action") == "created"
-        version = int(data["version"]) if created and str(data.get("version", "")).isdigit() else None
-    except (json.JSONDecodeError, AttributeError):
-        raise InvalidInput("the webhook body is not MLflow's JSON event") from None
-    registry = get_registry(request)
-    if name:
-        await run_in_threadpool(_sync_one, request, registry, name, version)
-
-
-def _sync_one(request: Request, registry: MlflowRegistry, name: str, new_version: int | None) -> None:
-    with unit_of_work(request.app.state.session_factory) as session:
-        sync_model(session, registry, name)
-        if new_version is None:
-            return
-        found = service.get_version(session, name, new_version)
-        if "atoll.registered_by" not in found.tags and not builds.list_builds(session, name, new_version):
-            builds.enqueue_builds(
-                session, name=name, version=new_version, actor=None, catalog=request.app.state.catalog
-            )
+    event = webhooks.parse_event(body)
+    registry = require_registry(configured)
+    if event.model_name:
+        await run_in_threadpool(sync.apply_webhook_event, session, registry, event, catalog=catalog)

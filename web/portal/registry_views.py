@@ -10,33 +10,31 @@ looking and every gate's reason is on screen; nothing moved in that case.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from atoll.auth.policy import Principal, Scope
-from atoll.errors import AtollError, Forbidden, Unavailable
-from atoll.registry import builds, names, promotion, service
+from atoll.errors import AtollError, Forbidden
 from atoll.registry import evidence as evidence_service
-from atoll.registry.mlflow_adapter import MlflowRegistry
+from atoll.registry import names, promotion, service
+from atoll.registry.builds import service as builds
+from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.registry.schemas import EvidenceIn, GateResult
-from atoll.web.deps import SessionDep
+from atoll.web.deps import (
+    MLFLOW_NOT_CONFIGURED,
+    CatalogDep,
+    OptionalRegistryDep,
+    SessionDep,
+    require_registry,
+)
 from atoll.web.portal.render import render
 from atoll.web.portal.views import Viewer, Writer
 
 router = APIRouter(include_in_schema=False)
 MODELS_PAGE_SIZE = 50
 VERSIONS_PAGE_SIZE = 50
-NOT_CONFIGURED = "MLflow is not configured: set ATOLL_MLFLOW_TRACKING_URI, or run `atoll up` (it embeds one)."
-
-
-def _mlflow(request: Request) -> MlflowRegistry:
-    registry: MlflowRegistry | None = request.app.state.mlflow
-    if registry is None:
-        raise Unavailable(NOT_CONFIGURED)
-    return registry
 
 
 def _need(principal: Principal, scope: Scope) -> None:
@@ -53,6 +51,7 @@ def models_page(
     request: Request,
     principal: Viewer,
     session: SessionDep,
+    registry: OptionalRegistryDep,
     q: str = "",
     team: str = "",
     tag: str = "",
@@ -74,7 +73,7 @@ def models_page(
         page_size=MODELS_PAGE_SIZE,
         filters=filters,
         filtered=any(filters.values()),
-        mlflow_configured=request.app.state.mlflow is not None,
+        mlflow_configured=registry is not None,
     )
 
 
@@ -111,37 +110,25 @@ def model_page(
     )
 
 
-def _details(request: Request, name: str, version: int) -> dict[str, Any]:
-    """Flavors and signature from the MLmodel file, or a note when MLflow can't say."""
-    registry: MlflowRegistry | None = request.app.state.mlflow
+def _details(registry: MlflowRegistry | None, name: str, version: int) -> dict[str, Any]:
+    """`details` (flavors and signature from the MLmodel file), or `details_note` saying
+    why MLflow can't tell."""
     if registry is None:
-        return {"note": NOT_CONFIGURED}
+        return {"details": None, "details_note": f"{MLFLOW_NOT_CONFIGURED}."}
     try:
-        found = registry.details(name, str(version))
+        return {"details": registry.details(name, str(version)), "details_note": None}
     except AtollError as exc:
-        return {"note": f"Signature and flavors are unavailable: {exc.detail}"}
-    signature: dict[str, list[dict[str, str]]] = {}
-    for part in ("inputs", "outputs"):
-        raw = (found.signature or {}).get(part)
-        try:
-            specs = json.loads(raw) if isinstance(raw, str) else []
-        except json.JSONDecodeError:
-            specs = []
-        signature[part] = [
-            {
-                "name": str(s.get("name", "—")),
-                "type": str(s.get("type", "")),
-                "spec": json.dumps(s["tensor-spec"]) if "tensor-spec" in s else "",
-            }
-            for s in specs
-            if isinstance(s, dict)
-        ]
-    return {"flavors": found.flavors, "signature": signature, "has_signature": found.signature is not None}
+        return {"details": None, "details_note": f"Signature and flavors are unavailable: {exc.detail}"}
 
 
 @router.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
 def version_page(
-    request: Request, name: str, version: int, principal: Viewer, session: SessionDep
+    request: Request,
+    name: str,
+    version: int,
+    principal: Viewer,
+    session: SessionDep,
+    registry: OptionalRegistryDep,
 ) -> Response:
     names.check_model_name(name)
     found = service.get_version(session, name, version)
@@ -153,7 +140,7 @@ def version_page(
         mv=found,  # not `version`: the base template's footer shows Atoll's version
         evidence=evidence_service.for_version(session, name, version),
         builds=builds.list_builds(session, name, version),
-        details=_details(request, name, version),
+        **_details(registry, name, version),
         can_deploy=principal.can(Scope.deploy),
         can_approve=principal.can(Scope.promote),
     )
@@ -176,6 +163,7 @@ def promote(
     version: int,
     principal: Writer,
     session: SessionDep,
+    registry: OptionalRegistryDep,
     alias: Annotated[str, Form()] = "production",
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
@@ -183,7 +171,7 @@ def promote(
         _need(principal, Scope.deploy)
         result = promotion.move_alias(
             session,
-            _mlflow(request),
+            require_registry(registry),
             actor=principal,
             name=name,
             alias=alias.strip(),
@@ -197,14 +185,14 @@ def promote(
 
 
 @router.post("/models/{name}/versions/{version}/builds", response_class=HTMLResponse)
-def rebuild(request: Request, name: str, version: int, principal: Writer, session: SessionDep) -> Response:
+def rebuild(
+    request: Request, name: str, version: int, principal: Writer, session: SessionDep, catalog: CatalogDep
+) -> Response:
     """Queue a new build for every backend; the worker runs them."""
     try:
         _need(principal, Scope.deploy)
         service.get_version(session, name, version)
-        builds.enqueue_builds(
-            session, name=name, version=version, actor=principal, catalog=request.app.state.catalog
-        )
+        builds.enqueue_builds(session, name=name, version=version, actor=principal, catalog=catalog)
     except AtollError as exc:
         return _refused(request, principal, exc, "Not rebuilt")
     session.flush()
@@ -249,13 +237,14 @@ def rollback(
     alias: str,
     principal: Writer,
     session: SessionDep,
+    registry: OptionalRegistryDep,
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
         _need(principal, Scope.deploy)
         result = promotion.rollback(
             session,
-            _mlflow(request),
+            require_registry(registry),
             actor=principal,
             name=name,
             alias=alias,

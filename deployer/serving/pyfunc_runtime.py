@@ -1,7 +1,8 @@
-"""Serving a pyfunc build: the MLflow model itself, for flavors with no ONNX converter.
+"""The pyfunc runtime: the MLflow model itself, for flavors with no ONNX converter.
 
 The build carries a copy of the model (`mlflow_model/`), loaded through the registry's MLflow
-adapter (the one place that imports MLflow). It is served on the CPU through the same
+adapter (`atoll.registry.mlflow.model_files`, the one package that imports MLflow). It is
+served on the CPU through the same
 routes, payload parsing, micro-batching and event log as an ONNX build: the parsed rows
 become a DataFrame in the signature's column order and types (or a tensor, for a
 tensor-based signature), and whatever `predict` returns becomes the `predictions` output.
@@ -21,17 +22,11 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from atoll.deployer.server.model import (
-    LoadedModel,
-    ModelLoadError,
-    Signature,
-    TensorSpec,
-    oip_datatype,
-)
-from atoll.deployer.server.payloads import InputError
+from atoll.deployer.serving.contract import InputError, Signature, TensorSpec, oip_datatype
+from atoll.deployer.serving.runtime import LoadedModel, ModelLoadError
 from atoll.errors import AtollError
-from atoll.registry.build_manifest import PYFUNC_DIR, BuildManifest
-from atoll.registry.mlflow_adapter import LocalModel, MlflowRegistry
+from atoll.registry.builds.manifest import PYFUNC_DIR, BuildManifest
+from atoll.registry.mlflow.model_files import LocalModel, load_pyfunc, read_local_model
 
 # MLflow column types the server can fill from numbers, and the dtype each column gets.
 COLUMN_DTYPES: dict[str, np.dtype[Any]] = {
@@ -131,8 +126,8 @@ def load_pyfunc_build(build_dir: Path, manifest: BuildManifest) -> PyfuncModel:
             "the server ran them did not carry a copy)"
         )
     try:
-        local = MlflowRegistry.read_local_model(path)
-        predictor = MlflowRegistry.load_pyfunc(local)
+        local = read_local_model(path)
+        predictor = load_pyfunc(local)
     except AtollError as exc:
         raise ModelLoadError(str(exc)) from None
 

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from atoll.deployer.server.batching import BatcherClosed, MicroBatcher, split_outputs
+from atoll.deployer.serving.batching import BatcherClosed, MicroBatcher, split_outputs
 
 
 class Model:

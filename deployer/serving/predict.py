@@ -15,22 +15,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atoll.context import request_id_from, request_id_var
-from atoll.deployer.server.batching import BatcherClosed
-from atoll.deployer.server.model import LoadedModel, Signature
-from atoll.deployer.server.payloads import InputError, parse_mlflow, parse_oip
-from atoll.deployer.server.problems import Problem
+from atoll.deployer.serving.batching import BatcherClosed
+from atoll.deployer.serving.contract import InputError, Signature
+from atoll.deployer.serving.oip import parse_oip, render_oip
+from atoll.deployer.serving.problems import Problem
+from atoll.deployer.serving.runtime import LoadedModel
+from atoll.deployer.serving.scoring import parse_mlflow, render_mlflow
+from atoll.deployer.serving.state import ModelServer
 from atoll.errors import PROBLEM_JSON
-
-if TYPE_CHECKING:
-    from atoll.deployer.server.app import ModelServer
 
 log = logging.getLogger("atoll.serve")
 
@@ -77,63 +76,8 @@ class _Answer:
     outputs: Outputs | None = None
 
 
-def _to_list(value: Any) -> Any:
-    if isinstance(value, np.ndarray):  # dtypes orjson does not serialise natively
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def dumps(content: Any) -> bytes:
-    """JSON with numpy arrays written by orjson directly (no Python list in between)."""
-    return orjson.dumps(content, default=_to_list, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _flat(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    return np.ascontiguousarray(array).reshape(-1)
-
-
-def render_oip(
-    server: ModelServer, model: LoadedModel, outputs: Outputs, payload: Any, request_id: str
-) -> bytes:
-    wanted = payload.get("outputs")
-    names = list(outputs)
-    if isinstance(wanted, list) and wanted:
-        names = []
-        for i, item in enumerate(wanted):
-            name = item.get("name") if isinstance(item, dict) else None
-            if name not in outputs:
-                known = ", ".join(outputs)
-                raise InputError(f"outputs[{i}].name", f"unknown output {name!r}; outputs are {known}")
-            names.append(name)
-    specs = {o.name: o for o in model.outputs}
-    return dumps(
-        {
-            "model_name": server.name,
-            "model_version": server.version,
-            "id": str(payload.get("id", request_id)),
-            "outputs": [
-                {
-                    "name": name,
-                    "datatype": specs[name].datatype,
-                    "shape": list(outputs[name].shape),
-                    "data": _flat(outputs[name]),
-                }
-                for name in names
-            ],
-        }
-    )
-
-
-def render_mlflow(
-    server: ModelServer, model: LoadedModel, outputs: Outputs, payload: Any, request_id: str
-) -> bytes:
-    labels = outputs[model.label_output]
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels.reshape(-1)
-    return dumps({"predictions": np.ascontiguousarray(labels)})
-
-
-_ROUTES: dict[str, tuple[Parse, Callable[..., bytes]]] = {
+Render = Callable[[str, str, LoadedModel, Outputs, Any, str], bytes]
+_ROUTES: dict[str, tuple[Parse, Render]] = {
     "infer": (parse_oip, render_oip),
     "invocations": (parse_mlflow, render_mlflow),
 }
@@ -256,7 +200,7 @@ class PredictionApp:
                 outputs = await batcher.submit(rows)
             except BatcherClosed as exc:
                 raise Problem(503, "Shutting down", str(exc)) from None
-            content = render(server, model, outputs, payload, request_id)
+            content = render(server.name, server.version, model, outputs, payload, request_id)
             return _Answer(200, content, rows=rows, outputs=outputs)
         except InputError as exc:
             metrics.error(route.route, "input")

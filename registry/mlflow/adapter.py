@@ -1,4 +1,4 @@
-"""The one place that talks to MLflow. Everything else in Atoll sees plain dataclasses.
+"""The MLflow tracking server, as Atoll sees it: plain dataclasses in, plain dataclasses out.
 
 MLflow errors become Atoll errors: a missing model is `NotFound` naming it, an unreachable
 server is `Unavailable` naming the URI, so no caller needs to know MLflow's exceptions.
@@ -6,25 +6,18 @@ server is `Unavailable` naming the URI, so no caller needs to know MLflow's exce
 
 from __future__ import annotations
 
-import importlib
-import os
+import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from atoll.errors import Conflict, InvalidInput, NotFound, Unavailable
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at" lines
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+from atoll.registry.mlflow.model_files import LocalModel, read_local_model
+from atoll.registry.schemas import SignatureField, VersionDetails
 
 T = TypeVar("T")
 UPLOAD_EXPERIMENT = "atoll-uploads"
-# MLflow flavors of gradient-boosted trees that builds convert with onnxmltools (flavor: library)
-TREE_FLAVORS = {"lightgbm": "LightGBM", "xgboost": "XGBoost"}
 
 
 @dataclass(frozen=True)
@@ -51,53 +44,25 @@ class MlflowVersion:
     updated_ms: int
 
 
-@dataclass(frozen=True)
-class ModelDetails:
-    """What the MLmodel file says: flavors, signature, input example location."""
-
-    flavors: list[str]
-    signature: dict[str, Any] | None
-    input_example: dict[str, Any] | None = field(default=None)
-
-
-@dataclass(frozen=True)
-class TensorInput:
-    """A tensor-based signature's one input: numpy dtype name and shape (-1 = any)."""
-
-    dtype: str
-    shape: list[int]
-
-
-@dataclass(frozen=True)
-class LocalModel:
-    """A version's MLflow model on local disk: where it is and what its MLmodel says."""
-
-    path: Path
-    flavors: list[str]
-    input_example: Any | None  # numpy array, DataFrame, dict... as MLflow saved it; None if none
-    input_columns: list[str] | None  # a column-based signature's names, in order
-    integer_columns: list[bool] | None  # per input column: the signature says integer/long
-    input_types: list[str] | None = None  # per input column: MLflow's type name (double, long...)
-    tensor_input: TensorInput | None = None  # a tensor-based signature with one input
-
-
-@contextmanager
-def _deserialization_allowed() -> Iterator[None]:
-    """MLflow 3.17 refuses to unpickle (or un-skops) a model unless this is set.
-
-    Builds load the versions people registered through Atoll (registrar scope) or straight
-    into MLflow: the platform trusts its registry. Only the worker's build jobs load models.
-    """
-    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-    before = os.environ.get(key)
-    os.environ[key] = "true"
+def _signature_fields(raw: object) -> list[SignatureField]:
+    """One part (`inputs`, `outputs`) of MLflow's signature dict: a JSON list of column or
+    tensor specs. Anything else reads as no fields rather than an error: the page that
+    shows it must not fail on a signature written by another MLflow version."""
     try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
+        specs = json.loads(raw) if isinstance(raw, str) else []
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(specs, list):
+        return []
+    return [
+        SignatureField(
+            name=str(spec.get("name", "—")),
+            type=str(spec.get("type", "")),
+            spec=json.dumps(spec["tensor-spec"]) if "tensor-spec" in spec else "",
+        )
+        for spec in specs
+        if isinstance(spec, dict)
+    ]
 
 
 def _model(m: Any) -> MlflowModel:
@@ -266,7 +231,7 @@ class MlflowRegistry:
 
         return self._call("upload a model", log)
 
-    def details(self, name: str, version: str) -> ModelDetails:
+    def details(self, name: str, version: str) -> VersionDetails:
         """Flavors and signature from the version's MLmodel file (only that file is fetched)."""
         import tempfile
 
@@ -285,11 +250,12 @@ class MlflowRegistry:
                 ),
             )
             info = Model.load(path)
-        signature = info.signature.to_dict() if info.signature is not None else None
-        return ModelDetails(
+        signature = info.signature.to_dict() if info.signature is not None else {}
+        return VersionDetails(
             flavors=sorted(info.flavors),
-            signature=signature,
-            input_example=info.saved_input_example_info,
+            has_signature=info.signature is not None,
+            inputs=_signature_fields(signature.get("inputs")),
+            outputs=_signature_fields(signature.get("outputs")),
         )
 
     # --- builds -----------------------------------------------------------------------
@@ -309,41 +275,9 @@ class MlflowRegistry:
             )
         )
         try:
-            return self.read_local_model(local)
+            return read_local_model(local)
         except InvalidInput as exc:
             raise InvalidInput(f"{name} v{version}: {exc}") from None
-
-    @staticmethod
-    def read_local_model(path: Path) -> LocalModel:
-        """What a local MLflow model directory's MLmodel says (flavors, example, signature)."""
-        from mlflow.models import Model
-
-        try:
-            info = Model.load(str(path))
-            example = info.load_input_example(str(path)) if info.saved_input_example_info else None
-        except Exception as exc:
-            raise InvalidInput(f"cannot read its MLmodel or input example ({exc})") from None
-        columns: list[str] | None = None
-        types: list[str] | None = None
-        tensor: TensorInput | None = None
-        inputs = info.signature.inputs if info.signature is not None else None
-        if inputs is not None and not inputs.is_tensor_spec():
-            names = inputs.input_names()
-            if all(isinstance(n, str) for n in names):
-                columns = [str(n) for n in names]
-                types = [str(getattr(t, "name", t)) for t in inputs.input_types()]
-        elif inputs is not None and len(inputs.inputs) == 1:
-            spec = inputs.inputs[0]
-            tensor = TensorInput(dtype=str(spec.type), shape=[int(d) for d in spec.shape])
-        return LocalModel(
-            path=path,
-            flavors=sorted(info.flavors),
-            input_example=example,
-            input_columns=columns,
-            integer_columns=[t in {"integer", "long"} for t in types] if types is not None else None,
-            input_types=types,
-            tensor_input=tensor,
-        )
 
     def _files_uri(self, name: str, version: str) -> str:
         """The storage URI of a version's files (not `models:/name/v`, which MLflow resolves
@@ -374,40 +308,6 @@ class MlflowRegistry:
         if model_id:
             return str(self._client.get_logged_model(model_id).artifact_location)
         return str(self._client.get_model_version_download_uri(name, version))
-
-    @staticmethod
-    def load_sklearn(model: LocalModel) -> Any:
-        """The fitted scikit-learn estimator. skops-saved models are loaded with the trusted
-        types their MLmodel lists (`skops_trusted_types`, given when the model was logged)."""
-        import mlflow.sklearn
-
-        try:
-            with _deserialization_allowed():
-                return mlflow.sklearn.load_model(str(model.path))
-        except Exception as exc:
-            raise InvalidInput(f"cannot load the scikit-learn model: {str(exc)[:400]}") from None
-
-    @staticmethod
-    def load_trees(model: LocalModel, flavor: str) -> Any:
-        """The model of a `lightgbm` or `xgboost` flavor (`TREE_FLAVORS`): a `Booster`, or a
-        scikit-learn-API model (LGBMClassifier, XGBRegressor, ...) as it was logged."""
-        loader = importlib.import_module(f"mlflow.{flavor}")
-        try:
-            with _deserialization_allowed():
-                return loader.load_model(str(model.path))
-        except Exception as exc:
-            raise InvalidInput(f"cannot load the {TREE_FLAVORS[flavor]} model: {str(exc)[:400]}") from None
-
-    @staticmethod
-    def load_pyfunc(model: LocalModel) -> Any:
-        """The model as `mlflow.pyfunc` serves it (any flavor with a python_function entry)."""
-        import mlflow.pyfunc
-
-        try:
-            with _deserialization_allowed():
-                return mlflow.pyfunc.load_model(str(model.path))
-        except Exception as exc:
-            raise InvalidInput(f"cannot load the model with mlflow.pyfunc: {str(exc)[:400]}") from None
 
     def log_build(self, run_id: str, directory: Path, artifact_path: str) -> str:
         """Log a build directory as artifacts of the version's run; returns their URI."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from atoll.deployer.server.pyfunc import _as_array
+from atoll.deployer.serving.pyfunc_runtime import _as_array
 
 
 def test_a_series_a_list_and_a_one_column_frame_become_one_value_per_row() -> None:

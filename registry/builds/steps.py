@@ -1,7 +1,7 @@
 """The steps of one build: convert, check parity against the original, profile latency.
 
-Split from `builds.py` (which holds the job and the service): these functions turn a
-downloaded MLflow model into a build directory and numbers, with no database access.
+Split from `job.py` (which moves the build row): these functions turn a downloaded MLflow
+model into a build directory and numbers, with no database access.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from atoll.backends import Backend, Precision
+from atoll.backends import CPU_PROVIDER, Backend, Precision
 from atoll.errors import InvalidInput
-from atoll.registry import parity
-from atoll.registry.build_manifest import ONNX_FILE, PYFUNC_DIR, BuildManifest
-from atoll.registry.convert import (
+from atoll.registry.builds import parity
+from atoll.registry.builds.convert import (
     ConversionUnsupported,
     OnnxModel,
     as_estimator,
@@ -28,49 +27,17 @@ from atoll.registry.convert import (
     is_classifier,
     to_onnx,
 )
-from atoll.registry.mlflow_adapter import TREE_FLAVORS, LocalModel, MlflowRegistry
+from atoll.registry.builds.manifest import ONNX_FILE, PYFUNC_DIR, BuildManifest
+from atoll.registry.mlflow.model_files import (
+    TREE_FLAVORS,
+    LocalModel,
+    load_pyfunc,
+    load_sklearn,
+    load_trees,
+)
 
-CPU_PROVIDER = "CPUExecutionProvider"
-EXECUTOR_PROVIDERS = {"onnxruntime-cpu": CPU_PROVIDER, "onnxruntime-cuda": "CUDAExecutionProvider"}
 LATENCY_RUNS = {1: 50, 64: 20}
 WARMUP_RUNS = 3
-
-
-@dataclass(frozen=True)
-class ProviderChoice:
-    providers: list[str]  # what the ONNX Runtime session is asked for, in order
-    emulated: bool
-    note: str
-
-
-def choose_provider(backend: Backend, available: list[str]) -> ProviderChoice:
-    """The backend's own provider where present; else its local fallback; else emulation."""
-    wanted = backend.runtime_provider
-    if wanted in available:
-        chain = [wanted] if wanted == CPU_PROVIDER else [wanted, CPU_PROVIDER]
-        return ProviderChoice(chain, emulated=False, note="")
-    if backend.local_fallback:
-        fallback = EXECUTOR_PROVIDERS.get(backend.local_fallback, CPU_PROVIDER)
-        if fallback in available:
-            return ProviderChoice(
-                [fallback],
-                emulated=False,
-                note=(
-                    f"{wanted} is not available on this worker: parity and latency ran on {fallback} "
-                    f"(catalog local_fallback {backend.local_fallback!r}); the model server uses {wanted} "
-                    f"where the device exists"
-                ),
-            )
-    return ProviderChoice(
-        [CPU_PROVIDER],
-        emulated=True,
-        note=(
-            f"no {backend.accelerator} device here ({wanted} is not available): emulated on the CPU "
-            f"({backend.local_executor}: plain ONNX Runtime {CPU_PROVIDER} running the "
-            f"{backend.default_precision} graph); runtime_provider {wanted!r} is the plug-in point "
-            f"for the real device"
-        ),
-    )
 
 
 # --- the job --------------------------------------------------------------------------------
@@ -89,26 +56,22 @@ class Outcome:
     manifest: BuildManifest
 
 
-def make(
-    registry: MlflowRegistry, local: LocalModel, backend: Backend, name: str, version: int, out: Path
-) -> Outcome:
+def make(local: LocalModel, backend: Backend, name: str, version: int, out: Path) -> Outcome:
     out.mkdir(parents=True, exist_ok=True)
     trees = next((f for f in TREE_FLAVORS if f in local.flavors), None)
     if "sklearn" in local.flavors:  # LGBM*/XGB* estimators logged with mlflow.sklearn too
-        loaded = registry.load_sklearn(local)
+        loaded = load_sklearn(local)
     elif trees is not None:  # a Booster, or LightGBM's / XGBoost's scikit-learn API
-        loaded = registry.load_trees(local, trees)
+        loaded = load_trees(local, trees)
     else:
         flavors = ", ".join(f for f in local.flavors if f != "python_function") or "python_function"
-        return _pyfunc_build(
-            registry, local, backend, name, version, out, f"no ONNX converter for flavor {flavors}"
-        )
+        return _pyfunc_build(local, backend, name, version, out, f"no ONNX converter for flavor {flavors}")
     try:
         estimator = as_estimator(loaded)  # a Booster is called like its library's scikit-learn API
         example, columns, integers = _example_matrix(local, estimator)
         fp32 = to_onnx(estimator, _n_features(estimator, example))
     except ConversionUnsupported as exc:
-        return _pyfunc_build(registry, local, backend, name, version, out, str(exc))
+        return _pyfunc_build(local, backend, name, version, out, str(exc))
     return _onnx_build(estimator, fp32, example, columns, integers, backend, name, version, out)
 
 
@@ -247,7 +210,7 @@ def _onnx_build(
     built = at_precision(fp32, backend.default_precision)
     notes = list(built.notes)
     (out / ONNX_FILE).write_bytes(built.model.SerializeToString())
-    choice = choose_provider(backend, ort.get_available_providers())
+    choice = backend.providers(ort.get_available_providers())
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(out / ONNX_FILE), sess_options=options, providers=choice.providers)
@@ -335,7 +298,6 @@ def _onnx_build(
 
 
 def _pyfunc_build(
-    registry: MlflowRegistry,
     local: LocalModel,
     backend: Backend,
     name: str,
@@ -360,7 +322,7 @@ def _pyfunc_build(
     if local.input_example is None:
         notes.append("no input example: latency not profiled")
     else:
-        model = registry.load_pyfunc(local)
+        model = load_pyfunc(local)
         try:
             latency = {"provider": "mlflow.pyfunc", **_profile_pyfunc(model, local.input_example)}
             checked["input_example_runs"] = True

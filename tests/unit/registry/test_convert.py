@@ -16,9 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 from atoll.backends import load_catalog
-from atoll.registry import parity
-from atoll.registry.build_steps import choose_provider
-from atoll.registry.convert import (
+from atoll.registry.builds import parity
+from atoll.registry.builds.convert import (
     BoosterClassifier,
     BoosterRegressor,
     ConversionUnsupported,
@@ -217,34 +216,6 @@ def test_bf16_is_not_implemented() -> None:
     estimator, _ = _fit("logistic")
     with pytest.raises(ConversionUnsupported, match="no bf16 conversion"):
         at_precision(sklearn_to_onnx(estimator, 30), "bf16")
-
-
-class TestProviders:
-    def test_cpu_backend_runs_on_its_own_provider(self) -> None:
-        choice = choose_provider(CATALOG.get("cpu"), ["CPUExecutionProvider"])
-        assert choice.providers == ["CPUExecutionProvider"] and not choice.emulated and choice.note == ""
-
-    def test_gpu_uses_cuda_where_present(self) -> None:
-        choice = choose_provider(CATALOG.get("gpu"), ["CUDAExecutionProvider", "CPUExecutionProvider"])
-        assert choice.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        assert not choice.emulated
-
-    def test_gpu_falls_back_to_the_cpu_and_says_so(self) -> None:
-        choice = choose_provider(CATALOG.get("gpu"), ["CPUExecutionProvider"])
-        assert choice.providers == ["CPUExecutionProvider"]
-        assert not choice.emulated, "a fallback runs the real fp16 graph; the device is not emulated"
-        assert "CUDAExecutionProvider is not available" in choice.note
-        assert "local_fallback 'onnxruntime-cpu'" in choice.note
-
-    def test_asic_is_emulated_on_the_cpu(self) -> None:
-        choice = choose_provider(CATALOG.get("asic"), ["CPUExecutionProvider"])
-        assert choice.providers == ["CPUExecutionProvider"] and choice.emulated
-        assert "emulated on the CPU" in choice.note
-        assert "'AsicExecutionProvider' is the plug-in point" in choice.note
-
-    def test_a_real_asic_provider_is_used_when_plugged_in(self) -> None:
-        choice = choose_provider(CATALOG.get("asic"), ["AsicExecutionProvider", "CPUExecutionProvider"])
-        assert choice.providers[0] == "AsicExecutionProvider" and not choice.emulated
 
 
 # --- LightGBM (onnxmltools) ---------------------------------------------------------------

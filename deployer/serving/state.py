@@ -1,9 +1,8 @@
-"""The model server for one build: an ASGI app over a micro-batched ONNX session.
+"""The lifecycle of one model server: loading → ready (or failed) → draining.
 
-Routes: Open Inference Protocol v2 (`/v2/...`), MLflow scoring (`/invocations`, `/ping`,
-`/health`), and `/metrics`. Errors leave as `application/problem+json` (the platform's
-shape: type, title, status, detail, request_id, plus `field` and `expected` for bad input);
-never a stack trace.
+`ModelServer` holds everything both halves of the app read: the loaded model and its
+batcher, readiness and its reason, metrics and the event log. It knows nothing of HTTP
+beyond the `Problem` it raises for a model name or version it does not serve.
 """
 
 from __future__ import annotations
@@ -11,28 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp
-
-from atoll._version import __version__
-from atoll.deployer.server.batching import MicroBatcher
-from atoll.deployer.server.model import LoadedModel, ModelLoadError, load_manifest, load_model
-from atoll.deployer.server.predict import PredictionApp
-from atoll.deployer.server.problems import Problem
-from atoll.deployer.server.telemetry import EventLog, Metrics
-from atoll.registry.build_manifest import BuildManifest
+from atoll.backends import Catalog, load_catalog
+from atoll.deployer.serving.batching import MicroBatcher
+from atoll.deployer.serving.loader import load_model
+from atoll.deployer.serving.problems import Problem
+from atoll.deployer.serving.runtime import LoadedModel, ModelLoadError, load_manifest
+from atoll.deployer.serving.telemetry import EventLog, Metrics
+from atoll.registry.builds.manifest import BuildManifest
 
 log = logging.getLogger("atoll.serve")
 DEFAULT_MAX_ROWS = 10_000
@@ -51,7 +40,7 @@ class ServerConfig:
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     threads: int | None = None
-    backends_file: Path | None = None
+    catalog: Catalog = field(default_factory=load_catalog)  # the default catalog when none is given
 
 
 def batch_limits(manifest: BuildManifest, config: ServerConfig) -> tuple[int, float]:
@@ -59,13 +48,7 @@ def batch_limits(manifest: BuildManifest, config: ServerConfig) -> tuple[int, fl
     max_batch, max_wait = manifest.max_batch, manifest.max_wait_ms
     unset = {"max_batch", "max_wait_ms"} - manifest.model_fields_set
     if unset:
-        try:
-            from atoll.backends import cached_catalog
-
-            entry = cached_catalog(config.backends_file).backends.get(manifest.backend)
-        except Exception as exc:
-            log.warning("backend catalog unreadable; using the manifest", extra={"error": str(exc)})
-            entry = None
+        entry = config.catalog.backends.get(manifest.backend)
         if entry is not None:
             max_batch = entry.max_batch if "max_batch" in unset else max_batch
             max_wait = entry.max_wait_ms if "max_wait_ms" in unset else max_wait
@@ -135,7 +118,11 @@ class ModelServer:
         started = time.perf_counter()
         try:
             model = await asyncio.to_thread(
-                load_model, self.config.build_dir, manifest, threads=self.config.threads
+                load_model,
+                self.config.build_dir,
+                manifest,
+                backend=self.config.catalog.backends.get(manifest.backend),
+                threads=self.config.threads,
             )
         except ModelLoadError as exc:
             self._fail(str(exc))
@@ -252,98 +239,3 @@ class ModelServer:
                 f" this server serves version {self.version}",
                 request_id,
             )
-
-
-# --- the app ------------------------------------------------------------------------------------
-
-
-def create_app(server: ModelServer) -> ASGIApp:
-    metrics = server.metrics
-
-    def _timed(
-        route: str, handler: Callable[[Request], Response]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def timed(request: Request) -> Response:
-            started = time.perf_counter()
-            try:
-                response = handler(request)
-            except Problem as exc:
-                response = exc.response()
-            metrics.observe(route, response.status_code, time.perf_counter() - started)
-            return response
-
-        return timed
-
-    def live(request: Request) -> Response:
-        return JSONResponse({"live": True})
-
-    def ready(request: Request) -> Response:
-        if server.ready:
-            return JSONResponse({"ready": True})
-        return JSONResponse({"ready": False, "reason": server.reason, "state": server.state}, status_code=503)
-
-    def model_ready(request: Request) -> Response:
-        server.check_model(request.path_params["name"], request.path_params.get("version"), None)
-        body = {"name": server.name, "ready": server.ready}
-        if not server.ready:
-            body["reason"] = server.reason
-        return JSONResponse(body, status_code=200 if server.ready else 503)
-
-    def model_metadata(request: Request) -> Response:
-        server.check_model(request.path_params["name"], request.path_params.get("version"), None)
-        return JSONResponse(server.metadata())
-
-    def server_metadata(request: Request) -> Response:
-        return JSONResponse({"name": "atoll-serve", "version": __version__, "extensions": []})
-
-    def ping(request: Request) -> Response:
-        if server.ready:
-            return Response("\n", media_type="application/json")
-        return JSONResponse({"ready": False, "reason": server.reason}, status_code=503)
-
-    async def prometheus(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        titles = {404: "Not found", 405: "Method not allowed"}
-        detail = (
-            exc.detail
-            if exc.status_code != 404
-            else (
-                f"no route {request.url.path}; this server answers /v2/..., /invocations, /ping and /metrics"
-            )
-        )
-        return Problem(exc.status_code, titles.get(exc.status_code, "Error"), str(detail)).response()
-
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        request_id = uuid.uuid4().hex
-        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path, "request_id": request_id})
-        return Problem(
-            500, "Internal error", f"an internal error occurred; quote request id {request_id}", request_id
-        ).response()
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await server.start()
-        yield
-        await server.stop()
-
-    routes = [  # the prediction routes are PredictionApp's
-        Route("/v2/health/live", _timed("live", live)),
-        Route("/v2/health/ready", _timed("ready", ready)),
-        Route("/v2", _timed("metadata", server_metadata)),
-        Route("/v2/models/{name}", _timed("metadata", model_metadata)),
-        Route("/v2/models/{name}/versions/{version}", _timed("metadata", model_metadata)),
-        Route("/v2/models/{name}/ready", _timed("ready", model_ready)),
-        Route("/v2/models/{name}/versions/{version}/ready", _timed("ready", model_ready)),
-        Route("/ping", _timed("ping", ping)),
-        Route("/health", _timed("ping", ping)),
-        Route("/metrics", prometheus),
-    ]
-    rest = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: not_found, Exception: unexpected},
-    )
-    return PredictionApp(server, rest)

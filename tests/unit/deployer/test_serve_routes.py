@@ -14,11 +14,14 @@ import pytest
 from prometheus_client import generate_latest
 
 from atoll.context import request_id_from
-from atoll.deployer.server.app import ModelServer, ServerConfig, create_app
-from atoll.deployer.server.payloads import InputError
-from atoll.deployer.server.predict import PredictionRoute, _ClientGone, decode, dumps, match_route, read_body
-from atoll.deployer.server.problems import Problem
-from atoll.deployer.server.telemetry import Metrics
+from atoll.deployer.serving.app import create_app
+from atoll.deployer.serving.contract import InputError
+from atoll.deployer.serving.payloads import dumps
+from atoll.deployer.serving.predict import PredictionRoute, _ClientGone, decode, match_route, read_body
+from atoll.deployer.serving.problems import Problem
+from atoll.deployer.serving.state import ModelServer, ServerConfig
+from atoll.deployer.serving.telemetry import Metrics
+from atoll.registry.builds.manifest import BuildManifest
 
 
 @pytest.mark.parametrize(
@@ -216,3 +219,59 @@ def test_request_id_from_keeps_only_sane_caller_ids(given: bytes | None, kept: b
     else:
         assert len(request_id) == 32 and int(request_id, 16) >= 0  # a fresh uuid4 hex
         assert request_id_from(given) != request_id
+
+
+def _manifest_only_build(directory: Path) -> Path:
+    """A build directory with a manifest (the server knows its model's name) and no model."""
+    BuildManifest(
+        model_name="churn",
+        version=3,
+        backend="cpu",
+        precision="fp32",
+        format="onnx",
+        runtime_provider="CPUExecutionProvider",
+        model_uri="models:/churn/3",
+    ).save(directory)
+    return directory
+
+
+def test_the_starlette_half_answers_problems_with_the_callers_request_id(tmp_path: Path) -> None:
+    server = ModelServer(ServerConfig(build_dir=_manifest_only_build(tmp_path / "build")))
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(server))
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            return [
+                await client.get("/v2/models/other", headers={"x-request-id": "r-404"}),
+                await client.get("/nowhere", headers={"x-request-id": "r-route"}),
+                await client.get("/nowhere", headers={"x-request-id": "not sane!"}),
+            ]
+
+    wrong_model, no_route, insane = asyncio.run(calls())
+    for response, request_id in ((wrong_model, "r-404"), (no_route, "r-route")):
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["x-request-id"] == request_id and response.json()["request_id"] == request_id
+    assert "serves 'churn'" in wrong_model.json()["detail"]
+    fresh = insane.json()["request_id"]
+    assert len(fresh) == 32 and insane.headers["x-request-id"] == fresh  # a new id, by the same rule
+
+
+def test_a_crash_on_the_starlette_half_is_a_500_quoting_the_callers_request_id(tmp_path: Path) -> None:
+    # A fault that cannot be caused through the routes: the metadata builder raising.
+    server = ModelServer(ServerConfig(build_dir=_manifest_only_build(tmp_path / "build")))
+
+    def crash() -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    server.metadata = crash  # type: ignore[method-assign]
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(server), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            return await client.get("/v2/models/churn", headers={"x-request-id": "r-500"})
+
+    crashed = asyncio.run(call())
+    assert crashed.status_code == 500 and crashed.headers["content-type"] == "application/problem+json"
+    assert crashed.json()["request_id"] == "r-500" and crashed.headers["x-request-id"] == "r-500"
+    assert "quote request id r-500" in crashed.json()["detail"] and "boom" not in crashed.text

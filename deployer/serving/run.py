@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import orjson
 import uvicorn
 
-from atoll.deployer.server.app import ModelServer, ServerConfig, create_app
+from atoll.deployer.serving.app import create_app
+from atoll.deployer.serving.state import ModelServer, ServerConfig
 
 if TYPE_CHECKING:
     from atoll.events import BatchWriter

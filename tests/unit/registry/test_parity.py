@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from atoll.registry import parity
+from atoll.registry.builds import parity
 
 
 class TestCompare:

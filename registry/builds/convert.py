@@ -1,8 +1,8 @@
 """scikit-learn, LightGBM and XGBoost → ONNX, and the precisions the backends run (fp32, fp16, int8).
 
 Pure conversion: models in, models out, no I/O beyond a temporary file that
-`quantize_dynamic` needs. Known pitfalls handled here, each measured (see
-/work/shared/STACK.md and docs/backends.md):
+`quantize_dynamic` needs. Known pitfalls handled here, each measured (docs/backends.md has
+the numbers):
 
 - skl2onnx writes the default opset twice for some models (linear ones); `quantize_dynamic`
   then fails with "Failed to find proper ai.onnx domain" → `dedupe_opsets`.

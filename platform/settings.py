@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     job_lease_seconds: int = Field(default=60, ge=5, le=3600)
+    kubeconfig: Path | None = Field(
+        default=None, description="kubeconfig of the kubernetes target; unset: in-cluster, else ~/.kube."
+    )
+    kube_context: str | None = Field(default=None, description="Context in the kubeconfig; unset: current.")
+    kube_namespace: str = Field(default="", description="Namespace of deployments; empty: the context's.")
     config: Path | None = Field(default=None, description="Path of atoll.toml (read, not a setting).")
 
     @field_validator("url", "mlflow_tracking_uri")

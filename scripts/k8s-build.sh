@@ -23,7 +23,7 @@ start=$SECONDS
 
 k8s_wrapper() {  # a module that requires k8s.io/kubernetes with its staging modules pinned
   local dir="$SRC/kubernetes"
-  [ -f "$dir/go.sum" ] && { echo "$dir"; return; }
+  [ -f "$dir/go.sum" ] && [ -f "$dir/.complete" ] && { echo "$dir"; return; }
   mkdir -p "$dir"
   local gomod
   gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
@@ -32,8 +32,11 @@ k8s_wrapper() {  # a module that requires k8s.io/kubernetes with its staging mod
     grep -E '^go [0-9]' "$gomod"
     grep -E '^godebug default=' "$gomod" || true
     echo "require k8s.io/kubernetes $K8S_VERSION"
-    # the staging modules are required as exactly v0.0.0 (k8s.io/utils etc. carry pseudo-versions)
-    grep -oE '^[[:space:]]*k8s\.io/[a-z0-9./-]+ v0\.0\.0([[:space:]]|$)' "$gomod" | awk '{print $1}' | sort -u |
+    # The staging modules are the release's `replace k8s.io/X => ./staging/src/k8s.io/X`
+    # lines (not every `v0.0.0` requirement: kube-openapi and utils have pseudo-versions).
+    go mod edit -json "$gomod" | python3 -c 'import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    if r["New"]["Path"].startswith("./staging/"): print(r["Old"]["Path"])' | sort -u |
       while read -r m; do echo "replace $m => $m $STAGING_VERSION"; done
   } > "$dir/go.mod"
   cat > "$dir/tools.go" <<'GO'
@@ -49,6 +52,7 @@ import (
 )
 GO
   (cd "$dir" && go mod tidy >&2)
+  touch "$dir/.complete"
   echo "$dir"
 }
 

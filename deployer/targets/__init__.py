@@ -1,0 +1,1 @@
+"""Deployment targets: `base` (the interface), `kubernetes` (the only importer of the kubernetes client)."""

@@ -5,10 +5,11 @@
                   └──► failed ◄─┘◄────────────┘   (a target reports a failure)
     any live state ─► undeploying ─► undeployed ─► pending (the name deployed again)
 
-`applying` means objects are being written to the target; a deployment found there by a
-job that did not put it there was left half-applied by a worker that died, and is applied
-again (applying is idempotent). A new revision (an update or a rollback) starts again at
-`applying` from `progressing`, `available` or `failed`.
+`pending` waits for its rollout job. `applying` means objects are being written to the
+target; a deployment found there by a job that did not put it there was left half-applied
+by a worker that died, and is applied again (applying is idempotent). A new revision (an
+update or a rollback) starts again at `pending` from any live state; the reconcile job
+moves `available` back to `progressing` when it had to repair drift, to watch it recover.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ ROLLING_STATES: frozenset[str] = frozenset({PENDING, APPLYING, PROGRESSING})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     PENDING: frozenset({APPLYING, FAILED, UNDEPLOYING}),
-    APPLYING: frozenset({APPLYING, PROGRESSING, FAILED, UNDEPLOYING}),
-    PROGRESSING: frozenset({APPLYING, PROGRESSING, AVAILABLE, FAILED, UNDEPLOYING}),
-    AVAILABLE: frozenset({APPLYING, PROGRESSING, AVAILABLE, FAILED, UNDEPLOYING}),
-    FAILED: frozenset({APPLYING, PROGRESSING, AVAILABLE, FAILED, UNDEPLOYING}),
+    APPLYING: frozenset({PENDING, APPLYING, PROGRESSING, FAILED, UNDEPLOYING}),
+    PROGRESSING: frozenset({PENDING, APPLYING, PROGRESSING, AVAILABLE, FAILED, UNDEPLOYING}),
+    AVAILABLE: frozenset({PENDING, APPLYING, PROGRESSING, AVAILABLE, FAILED, UNDEPLOYING}),
+    FAILED: frozenset({PENDING, APPLYING, PROGRESSING, AVAILABLE, FAILED, UNDEPLOYING}),
     UNDEPLOYING: frozenset({UNDEPLOYING, UNDEPLOYED}),
     UNDEPLOYED: frozenset({PENDING}),
 }

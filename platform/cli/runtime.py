@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -10,15 +10,36 @@ from atoll.auth import service as auth_service
 from atoll.jobs import Handler
 from atoll.settings import Settings
 
+if TYPE_CHECKING:
+    from atoll.deployer.lifecycle import DeployerContext
+
 SYNC_JOB = "registry.sync"
 EXPIRE_SESSIONS_JOB = "core.expire_sessions"
+ROLLOUT_JOB = "deployer.rollout"  # atoll.deployer.lifecycle.ROLLOUT_JOB (imported lazily below)
+RECONCILE_JOB = "deployer.reconcile"
 
 
-def job_handlers(settings: Settings) -> dict[str, Handler]:
+def deployer_context(settings: Settings) -> DeployerContext:
+    """The deployer's view of the platform: settings, the backend catalog, the targets."""
+    from atoll.backends import cached_catalog
+    from atoll.deployer.lifecycle import DeployerContext
+    from atoll.deployer.targets.select import Targets
+
+    return DeployerContext(settings, cached_catalog(settings.backends_file), Targets(settings))
+
+
+def job_handlers(settings: Settings, deployer: DeployerContext | None = None) -> dict[str, Handler]:
+    from atoll.deployer import reconcile, rollouts
+
     def expire_sessions(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
         return {"expired": auth_service.expire_sessions(session)}
 
-    handlers: dict[str, Handler] = {EXPIRE_SESSIONS_JOB: expire_sessions}
+    context = deployer or deployer_context(settings)
+    handlers: dict[str, Handler] = {
+        EXPIRE_SESSIONS_JOB: expire_sessions,
+        ROLLOUT_JOB: rollouts.handler(context),
+        RECONCILE_JOB: reconcile.handler(context),
+    }
     if settings.mlflow_tracking_uri:
         from atoll.backends import cached_catalog
         from atoll.registry.builds.job import handler as build_handler
@@ -40,7 +61,7 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
 
 def schedules(settings: Settings) -> dict[str, float]:
     """Job kind → period in seconds; the worker enqueues each once per period."""
-    periodic = {EXPIRE_SESSIONS_JOB: 3600.0}
+    periodic = {EXPIRE_SESSIONS_JOB: 3600.0, RECONCILE_JOB: float(settings.reconcile_interval_seconds)}
     if settings.mlflow_tracking_uri:
         periodic[SYNC_JOB] = float(settings.sync_interval_seconds)
     return periodic

@@ -167,6 +167,20 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(_describe(exc)) from None
 
 
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a process the platform starts (a local model server, the router):
+    the platform's own, with its database, data directory and log settings, so settings
+    given in code (tests, `atoll up` flags) reach the child too."""
+    env = dict(os.environ)
+    env[f"{ENV_PREFIX}DATABASE_URL"] = settings.effective_database_url
+    env[f"{ENV_PREFIX}DATA_DIR"] = str(settings.data_dir.resolve())
+    env[f"{ENV_PREFIX}LOG_FORMAT"] = settings.log_format
+    env[f"{ENV_PREFIX}LOG_LEVEL"] = settings.log_level
+    if settings.backends_file is not None:
+        env[f"{ENV_PREFIX}BACKENDS_FILE"] = str(settings.backends_file.resolve())
+    return env
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()

@@ -52,7 +52,7 @@ from atoll.deployer.targets.localfiles import (
     tail,
     write_json,
 )
-from atoll.settings import ENV_PREFIX, Settings
+from atoll.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +125,6 @@ class Running:
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None
-
-
-def child_environment(settings: Settings) -> dict[str, str]:
-    """The model servers' environment: the platform's, with its database and data directory.
-
-    Settings given to the platform in code (tests, `atoll up` flags) reach the children this
-    way, so their inference events land in the platform's database.
-    """
-    env = dict(os.environ)
-    env[f"{ENV_PREFIX}DATABASE_URL"] = settings.effective_database_url
-    env[f"{ENV_PREFIX}DATA_DIR"] = str(settings.data_dir.resolve())
-    env[f"{ENV_PREFIX}LOG_FORMAT"] = settings.log_format
-    env[f"{ENV_PREFIX}LOG_LEVEL"] = settings.log_level
-    if settings.backends_file is not None:
-        env[f"{ENV_PREFIX}BACKENDS_FILE"] = str(settings.backends_file.resolve())
-    return env
 
 
 class LocalSupervisor:

@@ -4,6 +4,7 @@
 # Go modules (no Docker, no downloaded binaries). Binaries go to a cache outside the
 # repository keyed by version; a binary already there is not rebuilt, so a second run
 # costs nothing. Prints the cache's bin directory on stdout, progress on stderr.
+# `--print-bin` prints that directory and builds nothing (the test tiers find it this way).
 # A cold build takes about 13 minutes on an idle 2-core machine (up to 30 under load).
 set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -14,6 +15,7 @@ CACHE=${ATOLL_K8S_CACHE:-$HOME/.cache/atoll/k8s}
 KEY="k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
 BIN="$CACHE/$KEY/bin"
 SRC="$CACHE/$KEY/src"
+if [ "${1:-}" = --print-bin ]; then echo "$BIN"; exit 0; fi
 mkdir -p "$BIN" "$SRC"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 

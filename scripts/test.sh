@@ -44,6 +44,25 @@ else
   cannot_run "integration (postgres)" "sudo apt-get install -y postgresql (then re-run make test)"
 fi
 
+# Kubernetes: the control plane is built from Go modules into a cache outside the repository
+# (scripts/k8s-build.sh: minutes the first time, nothing after); the tiers start only after it.
+if command -v go >/dev/null; then
+  k8s_start=$SECONDS
+  if K8S_BIN=$(bash scripts/k8s-build.sh 2>/tmp/atoll-k8s-build.log); then
+    echo -e "\n=== Kubernetes control plane build step: $((SECONDS - k8s_start)) s ($K8S_BIN)"
+    tier kubernetes env ATOLL_TEST_K8S_BIN="$K8S_BIN" $UV run pytest tests/kubernetes -q -p no:cacheprovider
+    tier cluster env ATOLL_TEST_K8S_BIN="$K8S_BIN" $UV run pytest tests/cluster -q -p no:cacheprovider
+  else
+    tail -20 /tmp/atoll-k8s-build.log >&2
+    echo "Kubernetes control plane build FAILED after $((SECONDS - k8s_start)) s (log: /tmp/atoll-k8s-build.log)" >&2
+    cannot_run kubernetes "the control plane build failed: see above, then bash scripts/k8s-build.sh"
+    cannot_run cluster "the control plane build failed: see above, then bash scripts/k8s-build.sh"
+  fi
+else
+  cannot_run kubernetes "install Go (https://go.dev/dl), then bash scripts/k8s-build.sh builds the control plane"
+  cannot_run cluster "install Go (https://go.dev/dl), then bash scripts/k8s-build.sh builds the control plane"
+fi
+
 if ensure_chromium; then
   tier e2e env ATOLL_TEST_CHROMIUM="$(command -v chromium)" $UV run pytest tests/e2e -q -p no:cacheprovider
 else

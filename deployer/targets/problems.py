@@ -18,6 +18,9 @@ from atoll.errors import AtollError, Conflict, NotFound
 # "Apply failed with 2 conflicts: conflicts with "kubectl-edit" using apps/v1:\n- .spec.replicas\n- ..."
 _CONFLICT_HEAD = re.compile(r'conflicts? with "(?P<manager>[^"]+)"(?: using [^:\s]+)?:(?P<rest>[^\n]*)')
 _CONFLICT_MANAGER = re.compile(r'conflicts? with "(?P<manager>[^"]+)"')
+# An applied field the schema lacks is a 500 from the apiserver (1.36), with this message:
+# "failed to create typed patch object (ns/name; apps/v1, Kind=Deployment): .spec.replica: field not ..."
+_TYPED_PATCH = re.compile(r"failed to create typed patch object \([^)]*\): (?P<field>\.\S+): (?P<problem>.+)")
 
 
 def parse_status(body: str | bytes | None) -> dict[str, Any]:
@@ -42,15 +45,15 @@ def field_conflicts(status: dict[str, Any]) -> list[FieldConflict]:
         found.append(FieldConflict(manager["manager"] if manager else "unknown", cause.get("field", "?")))
     if found:
         return found
-    manager = None
+    owner: str | None = None
     for line in str(status.get("message", "")).splitlines():
         head = _CONFLICT_HEAD.search(line)
         if head:
-            manager = head["manager"]
+            owner = head["manager"]
             if head["rest"].strip():
-                found.append(FieldConflict(manager, head["rest"].strip()))
-        elif manager and line.strip().startswith("- "):
-            found.append(FieldConflict(manager, line.strip()[2:]))
+                found.append(FieldConflict(owner, head["rest"].strip()))
+        elif owner and line.strip().startswith("- "):
+            found.append(FieldConflict(owner, line.strip()[2:]))
     return found
 
 
@@ -78,6 +81,10 @@ def error_for(http_status: int, body: str | bytes | None, obj: str, where: str) 
             "change, or re-apply with force to take the fields over.",
             conflicts=conflicts,
         )
+    typed_patch = _TYPED_PATCH.search(message)
+    if typed_patch:
+        cause = {"field": typed_patch["field"], "message": typed_patch["problem"]}
+        return InvalidManifest(f"{where} refused {obj}: {cause['field']}: {cause['message']}", causes=[cause])
     if http_status in (400, 422):
         causes = _invalid_causes(status)
         listed = "; ".join(f"{c['field']}: {c['message']}" if c["field"] else c["message"] for c in causes)

@@ -26,7 +26,8 @@ from tests.kube.certs import ControlPlaneCerts, make_certs
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "k8s-build.sh"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+KUBERNETES_TIER = ("etcd", "kube-apiserver", "kubectl")
+CLUSTER_TIER = (*KUBERNETES_TIER, "kube-controller-manager", "kube-scheduler", "kwok")
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 
@@ -34,9 +35,13 @@ class ControlPlaneMissing(RuntimeError):
     """The binaries are not built; the message names the script that builds them."""
 
 
-def bin_dir() -> Path:
-    """`ATOLL_K8S_BIN`, else the cache directory the build script reports, checked complete."""
-    explicit = os.environ.get("ATOLL_K8S_BIN")
+def bin_dir(required: tuple[str, ...] = KUBERNETES_TIER) -> Path:
+    """`ATOLL_TEST_K8S_BIN`, else the cache directory the build script reports, checked complete.
+
+    (`ATOLL_TEST_`: the platform's settings refuse unknown `ATOLL_*` variables, and an `atoll`
+    process a test starts inherits the environment.)
+    """
+    explicit = os.environ.get("ATOLL_TEST_K8S_BIN")
     if explicit:
         directory = Path(explicit)
     else:
@@ -44,14 +49,18 @@ def bin_dir() -> Path:
             ["bash", str(BUILD_SCRIPT), "--print-bin"], capture_output=True, text=True, check=False
         )
         directory = Path(result.stdout.strip())
-    missing = [name for name in BINARIES if not (directory / name).is_file()]
+    _check_built(directory, required)
+    return directory
+
+
+def _check_built(directory: Path, required: tuple[str, ...]) -> None:
+    missing = [name for name in required if not (directory / name).is_file()]
     if missing:
         raise ControlPlaneMissing(
             f"the Kubernetes control plane is not built ({', '.join(missing)} missing in {directory}): "
             f"run `bash scripts/k8s-build.sh` (Go needed; 15-40 minutes the first time) and export "
-            f"ATOLL_K8S_BIN=<the directory it prints>"
+            f"ATOLL_TEST_K8S_BIN=<the directory it prints>"
         )
-    return directory
 
 
 def free_port() -> int:
@@ -154,6 +163,7 @@ class ControlPlane:
 
     def start_cluster(self, kwok_stages: Path | None = None) -> ControlPlane:
         """kube-controller-manager, kube-scheduler and kwok, over the started apiserver."""
+        _check_built(self.bin, CLUSTER_TIER)
         kubeconfig, certs = str(self.kubeconfig), self.certs
         self._spawn("kube-controller-manager", [
             "kube-controller-manager", "--kubeconfig", kubeconfig, "--leader-elect=false",

@@ -23,7 +23,7 @@ def objects_for(
 
 
 def live(kube: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-    result = kube.kubectl("get", kind, name, "-n", namespace, "-o", "json")
+    result = kube.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields")
     if result.returncode != 0:
         assert "NotFound" in result.stderr, result.stderr
         return None

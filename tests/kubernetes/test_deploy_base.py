@@ -44,7 +44,7 @@ def test_the_base_applies_server_side_and_reapplies_as_a_no_op(
     assert {o["kind"] for o in objects} == {"ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"}
     first = target.apply(objects)
     assert {o.action for o in first.objects} == {"created"}
-    assert len(first.objects) == len(objects) == 9
+    assert len(first.objects) == len(objects) == 8
     assert not target.apply(objects).changed
     server = json.loads(
         kube.kubectl("get", "deployment", "atoll-server", "-n", namespace, "-o", "json").stdout

@@ -78,7 +78,7 @@ def test_the_role_grants_only_what_the_deployer_uses() -> None:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    write = {"get", "list", "patch", "delete"}
+    write = {"get", "list", "create", "patch", "delete"}
     read = {"get", "list"}
     expected = (
         {("apps", "deployments", v) for v in write}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from atoll.backends import Backend, load_catalog
 from atoll.deployer.specs import BuildRef, DeploymentSpec
 
@@ -11,13 +13,15 @@ MLFLOW = "http://mlflow.mlops.svc:5000"
 CLUSTER_VERSION = "1.36.0"
 
 
-def build(backend: str, *, version: int = 7, format: str = "onnx", build_id: int = 42) -> BuildRef:
+def build(
+    backend: str, *, version: int = 7, format: Literal["onnx", "pyfunc"] = "onnx", build_id: int = 42
+) -> BuildRef:
     return BuildRef(
         id=build_id,
         model_name="fraud-ranker",
         version=version,
         backend=backend,
-        format=format,  # type: ignore[arg-type]
+        format=format,
         mlflow_artifact_uri=f"runs:/0a1b2c3d4e5f/atoll-builds/{backend}",
     )
 

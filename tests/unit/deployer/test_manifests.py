@@ -37,7 +37,8 @@ def rendered(case: str) -> list[dict[str, Any]]:
 
 
 def as_yaml(objects: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(objects, sort_keys=False, width=120)
+    text: str = yaml.safe_dump_all(objects, sort_keys=False, width=120)
+    return text
 
 
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

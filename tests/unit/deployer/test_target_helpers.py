@@ -248,11 +248,11 @@ class TestRolloutStatus:
 
 class TestDiff:
     def test_create_change_and_unchanged(self) -> None:
-        would_be = {"kind": "Service", "metadata": {"name": "a", "uid": "1", "resourceVersion": "5",
-                                                    "managedFields": [{}]}, "spec": {"port": 80}}  # fmt: skip
+        metadata: dict[str, Any] = {"name": "a", "uid": "1", "resourceVersion": "5", "managedFields": [{}]}
+        would_be: dict[str, Any] = {"kind": "Service", "metadata": metadata, "spec": {"port": 80}}
         assert object_diff(None, would_be).action == "create"
         assert "+  port: 80" in object_diff(None, would_be).diff
-        live = {**would_be, "metadata": {**would_be["metadata"], "resourceVersion": "4"}, "status": {"x": 1}}
+        live = {**would_be, "metadata": {**metadata, "resourceVersion": "4"}, "status": {"x": 1}}
         assert object_diff(live, would_be).action == "unchanged"
         changed = object_diff({**live, "spec": {"port": 81}}, would_be)
         assert changed.action == "change"

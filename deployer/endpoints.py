@@ -67,7 +67,7 @@ def routes(session: Session, endpoint: Endpoint) -> list[tuple[EndpointRoute, De
         .where(EndpointRoute.endpoint_id == endpoint.id)
         .order_by(EndpointRoute.weight.desc(), Deployment.name)
     )
-    return [(route, deployment) for route, deployment in rows.tuples()]
+    return [(route, deployment) for route, deployment in rows]
 
 
 def weights(session: Session, endpoint: Endpoint) -> dict[str, int]:

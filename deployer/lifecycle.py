@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from atoll.backends import Catalog
+from atoll.backends import Catalog, cached_catalog
 from atoll.db import utcnow
 from atoll.deployer import states
 from atoll.deployer.models import Deployment, DeploymentEvent
@@ -32,6 +32,10 @@ class DeployerContext:
     settings: Settings
     catalog: Catalog
     targets: Targets
+
+    @classmethod
+    def from_settings(cls, settings: Settings, catalog: Catalog | None = None) -> DeployerContext:
+        return cls(settings, catalog or cached_catalog(settings.backends_file), Targets(settings))
 
 
 def get(session: Session, name: str) -> Deployment:

@@ -176,3 +176,8 @@ class EndpointChangeRead(BaseModel):
     actor: str
     reason: str
     job_id: int | None
+
+
+class UndeployRead(BaseModel):
+    deployment: DeploymentRead
+    deleted: list[str] = Field(description="What the target deleted, as kind/name")

@@ -31,6 +31,7 @@ from atoll.deployer.schemas import (
     LogsRead,
     PreviewRead,
     RevisionRead,
+    TargetHealthRead,
 )
 from atoll.deployer.specs import require_deployment_name
 from atoll.deployer.targets.base import DeploymentTarget, TargetUnavailable
@@ -509,4 +510,19 @@ def revisions(session: Session, name: str) -> list[RevisionRead]:
     return [
         RevisionRead.model_validate(r).model_copy(update={"current": r.revision == deployment.revision})
         for r in rows
+    ]
+
+
+def target_health(ctx: DeployerContext) -> list[TargetHealthRead]:
+    """Each target: reachable, or why not; which one deployments go to by default."""
+    return [
+        TargetHealthRead.model_validate(
+            {
+                "name": kind,
+                "default": kind == ctx.targets.default,
+                "reachable": h.reachable,
+                "reason": h.reason,
+            }
+        )
+        for kind, h in ctx.targets.health().items()
     ]

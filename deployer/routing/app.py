@@ -235,6 +235,10 @@ class RouterApp:
         body = await _read_body(receive)
         draw = self.draw()
         route = choose(endpoint.routes, draw)
+        if route is None and self.cache.may_force():  # a deployment may have just become available
+            await self.refresh()
+            endpoint = self.cache.table.get(name, endpoint)
+            route = choose(endpoint.routes, draw)
         failed: set[tuple[str, str | None]] = set()
         response: httpx.Response | None = None
         while route is not None:

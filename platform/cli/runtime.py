@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from atoll.auth import service as auth_service
+from atoll.deployer.lifecycle import RECONCILE_JOB, ROLLOUT_JOB, DeployerContext
 from atoll.jobs import Handler
 from atoll.settings import Settings
 
-if TYPE_CHECKING:
-    from atoll.deployer.lifecycle import DeployerContext
-
 SYNC_JOB = "registry.sync"
 EXPIRE_SESSIONS_JOB = "core.expire_sessions"
-ROLLOUT_JOB = "deployer.rollout"  # atoll.deployer.lifecycle.ROLLOUT_JOB (imported lazily below)
-RECONCILE_JOB = "deployer.reconcile"
-
-
-def deployer_context(settings: Settings) -> DeployerContext:
-    """The deployer's view of the platform: settings, the backend catalog, the targets."""
-    from atoll.backends import cached_catalog
-    from atoll.deployer.lifecycle import DeployerContext
-    from atoll.deployer.targets.select import Targets
-
-    return DeployerContext(settings, cached_catalog(settings.backends_file), Targets(settings))
 
 
 def job_handlers(settings: Settings, deployer: DeployerContext | None = None) -> dict[str, Handler]:
@@ -34,7 +21,7 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
     def expire_sessions(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
         return {"expired": auth_service.expire_sessions(session)}
 
-    context = deployer or deployer_context(settings)
+    context = deployer or DeployerContext.from_settings(settings)
     handlers: dict[str, Handler] = {
         EXPIRE_SESSIONS_JOB: expire_sessions,
         ROLLOUT_JOB: rollouts.handler(context),

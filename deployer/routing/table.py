@@ -3,9 +3,9 @@
 Staleness is bounded: a `TableCache` serves a table at most `refresh_seconds` old (1 s by
 default, `ATOLL_ROUTER_REFRESH_SECONDS`) plus the time one query takes; the app refreshes
 at once, at most every `MIN_FORCED_SECONDS`, when a request names an endpoint it does not
-know, finds no ready deployment, or a deployment refuses the connection. So a switch reaches every router replica
-within about a second, and the previous deployment stays warm (weight 0, still running)
-for that second, which is why a switch fails no request.
+know, finds no ready deployment, or a deployment refuses the connection. So a switch
+reaches every router replica within about a second, and the previous deployment stays
+warm (weight 0, still running) for that second, which is why a switch fails no request.
 """
 
 from __future__ import annotations

@@ -134,15 +134,16 @@ class LocalTarget:
         generation = int(desired["generation"])
         state = self.layout.read_state(name)
         supervised = self.layout.supervisor_alive()
-        phase, reason, message = self._phase(state, generation, supervised)
+        phase, reason, message = self._phase(name, state, generation, supervised)
         current = state is not None and state.generation == generation
         ready = phase == "available"
         pods = []
-        if state is not None and state.pid is not None:
+        if state is not None and state.started_at is not None:  # like a pod, it stays listed between runs
+            running = state.pid is not None and pid_alive(state.pid)
             pods.append(
                 PodState(
-                    name=f"{name} (pid {state.pid})",
-                    phase="Running" if pid_alive(state.pid) else "Failed",
+                    name=f"{name} (pid {state.pid})" if running else f"{name} (not running)",
+                    phase="Running" if running else "Failed",
                     ready=ready,
                     node=f"127.0.0.1:{state.port}",
                     restarts=state.restarts,
@@ -169,16 +170,18 @@ class LocalTarget:
         )
 
     def _phase(
-        self, state: ServerState | None, generation: int, supervised: bool
+        self, name: str, state: ServerState | None, generation: int, supervised: bool
     ) -> tuple[RolloutPhase, str | None, str | None]:
         if state is None or state.generation != generation or state.phase == "stopped":
             if not supervised:
                 return "progressing", NO_SUPERVISOR, self._no_supervisor()
             return "progressing", None, "waiting for the local supervisor to start the model server"
         if state.phase == "ready":
-            if not supervised and not (state.pid and pid_alive(state.pid)):
+            if state.pid and pid_alive(state.pid) and is_model_server_of(state.pid, name):
+                return "available", None, None
+            if not supervised:
                 return "progressing", NO_SUPERVISOR, self._no_supervisor()
-            return "available", None, None
+            return "progressing", "NotRunning", f"the recorded server (pid {state.pid}) is not running"
         if state.phase == "crashloop":
             return "failed", state.reason or "CrashLoopBackOff", state.message
         if state.phase == "failed":

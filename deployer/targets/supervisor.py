@@ -62,6 +62,7 @@ CRASHLOOP_AFTER = 3
 MAX_BACKOFF_SECONDS = 30.0
 MAX_LOG_BYTES = 20 * 1024 * 1024
 KILL_GRACE_SECONDS = 5.0
+NEW_DIRECTORY_SECONDS = 10.0
 
 
 class SupervisorRunning(Exception):
@@ -361,6 +362,11 @@ class LocalSupervisor:
         except (KeyError, ValueError):
             return
         if not (pid_alive(state.pid) and is_model_server_of(state.pid, name)):
+            gone = f"the server recorded for it (pid {state.pid}) is not running; starting a new one"
+            state.pid, state.phase, state.reason, state.message = None, "starting", None, gone
+            state.event("Normal", "NotAdopted", gone)
+            self._states[name] = state
+            self._save(name)
             return
         generation = int(desired["generation"])
         if (
@@ -398,8 +404,18 @@ class LocalSupervisor:
         self._written.pop(name, None)
         self._crashes.pop(name, None)
         self._next_start.pop(name, None)
-        if not self.layout.desired(name).exists():  # not deployed again meanwhile
-            shutil.rmtree(self.layout.directory(name), ignore_errors=True)
+        directory = self.layout.directory(name)
+        try:
+            age = time.time() - directory.stat().st_mtime
+        except FileNotFoundError:
+            return
+        # A directory with no desired.json may be one `apply` is writing right now: leave a
+        # young one alone unless something ran in it.
+        if self.layout.desired(name).exists() or (
+            age < NEW_DIRECTORY_SECONDS and not self.layout.state(name).exists()
+        ):
+            return
+        shutil.rmtree(directory, ignore_errors=True)
 
     # -- signals ----------------------------------------------------------------------------
 

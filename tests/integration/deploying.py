@@ -39,7 +39,7 @@ from atoll.registry.models import Build
 from atoll.settings import Settings, load_settings
 from atoll.web.app import create_app
 
-from .conftest import Caller, free_port
+from .conftest import Caller, _serve, free_port
 
 N_FEATURES = 4
 KEPT_BACKEND = "cpu"
@@ -82,6 +82,7 @@ class Platform:
     router: RouterProcess
     supervisor: LocalSupervisor
     worker: Worker
+    api_url: str = ""  # the same app served by uvicorn, for the CLI
     builds: dict[str, int] = field(default_factory=dict)  # "<version>/<backend>" -> build id
 
     @property
@@ -193,9 +194,12 @@ def platform(
         supervisor.start()
         router.start()
         thread.start()
+        serving = _serve(app)
+        found.api_url = next(serving)
         try:
             yield found
         finally:
+            next(serving, None)
             worker.stop()
             thread.join(timeout=30)
             router.stop()

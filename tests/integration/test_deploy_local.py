@@ -8,22 +8,27 @@ Predictions go through the endpoint's stable URL, `/endpoints/{name}/v2/models/{
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner, Result
 
 from atoll.audit import AuditEvent
+from atoll.cli import app
 from atoll.db import unit_of_work
 from atoll.deployer.lifecycle import DeployerContext
 from atoll.deployer.models import Deployment
 from atoll.deployer.reconcile import reconcile
 from atoll.deployer.targets.localfiles import Layout
+from atoll.registry.models import Build
 
 from .deploying import Platform, infer_body, load_loop, platform, train
 
@@ -289,3 +294,110 @@ def test_reconcile_puts_back_a_local_deployment_removed_behind_its_back(platform
     assert any(e["reason"] == "DriftRepaired" and e["type"] == "Warning" for e in events)
     platform.wait_state(created["name"], "available")
     assert audit_actions(platform, "drifting")[-1] == "deployment.reconcile"
+
+
+class TestCli:
+    """`atoll deploy`, `deployments`, `endpoints`, `undeploy` and `builds fetch` against the live
+    platform, as a CI job runs them (exit codes from the README)."""
+
+    @pytest.fixture(autouse=True)
+    def environment(self, platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        for key in list(os.environ):
+            if key.upper().startswith("ATOLL_") and not key.upper().startswith("ATOLL_TEST_"):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        monkeypatch.setenv("ATOLL_URL", platform.api_url)
+        monkeypatch.setenv("ATOLL_TOKEN", platform.admin.token)
+
+    def atoll(self, *args: str) -> Result:
+        return CliRunner().invoke(app, list(args), terminal_width=200)
+
+    def test_deploy_watch_list_switch_and_undeploy(self, platform: Platform) -> None:
+        model = platform.model
+        dry = self.atoll("deploy", model, "1", "--backend", "cpu", "--name", "cli-blue", "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        assert "create LocalModelServer/cli-blue" in dry.output and "nothing applied" in dry.output
+
+        blue = self.atoll(
+            "deploy", model, "1", "--backend", "cpu", "--endpoint", "cli", "--name", "cli-blue", "--json"
+        )
+        assert blue.exit_code == 0, blue.output
+        assert json.loads(blue.stdout)["deployment"]["state"] == "available"
+        green = self.atoll(
+            "deploy",
+            model,
+            "2",
+            "--backend",
+            "cpu",
+            "--endpoint",
+            "cli",
+            "--name",
+            "cli-green",
+            "--no-switch",
+        )
+        assert green.exit_code == 0, green.output
+        assert "cli-green revision 1: available" in green.output
+
+        listed = json.loads(self.atoll("deployments", "--endpoint", "cli", "--json").stdout)
+        assert {d["name"]: d["weight"] for d in listed["items"]} == {"cli-green": 0, "cli-blue": 100}
+        shown = self.atoll("deployments", "show", "cli-green")
+        assert shown.exit_code == 0 and "available" in shown.output and "revisions" in shown.output
+        assert "model ready" in self.atoll("deployments", "logs", "cli-green", "--tail", "20").output
+
+        switched = self.atoll("endpoints", "switch", "cli", "--to", "cli-green", "--reason", "v2 is better")
+        assert switched.exit_code == 0, switched.output
+        assert "cli now → cli-green" in switched.output
+        assert json.loads(self.atoll("endpoints", "show", "cli", "--json").stdout)["active"] == "cli-green"
+        history = json.loads(self.atoll("endpoints", "history", "cli", "--json").stdout)["items"]
+        assert [h["kind"] for h in history] == ["switch", "attach", "switch", "attach", "create"]
+        assert history[0]["reason"] == "v2 is better" and history[0]["actor"] == "deployer-admin"
+
+        refused = self.atoll("undeploy", "cli-green")
+        assert refused.exit_code == 5 and "serves 100% of endpoint 'cli'" in refused.output
+        done = self.atoll("undeploy", "cli-blue", "--json")
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["deleted"] == ["LocalModelServer/cli-blue"]
+        assert "cli-blue" not in self.atoll("deployments").output  # undeployed ones need --all
+        assert "cli-blue" in self.atoll("deployments", "--all").output
+
+    @pytest.mark.parametrize(
+        ("args", "code", "said"),
+        [
+            (["--name", "Bad_Name"], 2, "not a valid deployment name"),
+            (["--backend", "gpu", "--name", "cli-gpu"], 5, "is failed, not succeeded"),
+            (["--target", "kubernetes", "--name", "cli-kube"], 6, "no-such-kubeconfig"),
+            (["--replicas", "3", "--name", "cli-three"], 2, "one model server per deployment"),
+        ],
+    )
+    def test_refusals_exit_with_the_readmes_codes(
+        self, platform: Platform, args: list[str], code: int, said: str
+    ) -> None:
+        base = ["deploy", platform.model, "1"] + ([] if "--backend" in args else ["--backend", "cpu"])
+        result = self.atoll(*base, *args)
+        assert result.exit_code == code, result.output
+        assert said in " ".join(result.output.split())
+
+    def test_switching_to_a_deployment_of_another_endpoint_is_a_conflict(self, platform: Platform) -> None:
+        created = self.atoll("endpoints", "create", "cli-empty")
+        assert created.exit_code == 0, created.output
+        result = self.atoll("endpoints", "switch", "cli-empty", "--to", "nowhere-v1")
+        assert result.exit_code == 5 and "is not behind endpoint 'cli-empty'" in result.output
+        assert self.atoll("deployments", "show", "nope").exit_code == 4
+
+    def test_builds_fetch_downloads_a_builds_files_from_mlflow(
+        self, platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("ATOLL_MLFLOW_TRACKING_URI", platform.settings.mlflow_tracking_uri)
+        with unit_of_work(platform.factory) as session:
+            build = session.get(Build, platform.builds["1/cpu"])
+            assert build is not None and build.mlflow_artifact_uri and build.artifact_uri
+            uri, local = build.mlflow_artifact_uri, Path(build.artifact_uri)
+        dest = tmp_path / "pod-build"
+        fetched = self.atoll("builds", "fetch", uri, str(dest), "--json")
+        assert fetched.exit_code == 0, fetched.output
+        assert json.loads(fetched.stdout)["files"] == ["build.json", "model.onnx"]
+        assert (dest / "model.onnx").read_bytes() == (local / "model.onnx").read_bytes()
+        bad = self.atoll("builds", "fetch", "s3://bucket/x", str(tmp_path / "x"))
+        assert bad.exit_code == 2 and "is not a build's artifact URI" in bad.output
+        listed = self.atoll("builds", platform.model, "1", "--json")  # the list form still works
+        assert {b["backend"] for b in json.loads(listed.stdout)} == {"cpu", "gpu", "asic"}

@@ -58,7 +58,7 @@ def _check_built(directory: Path, required: tuple[str, ...]) -> None:
     if missing:
         raise ControlPlaneMissing(
             f"the Kubernetes control plane is not built ({', '.join(missing)} missing in {directory}): "
-            f"run `bash scripts/k8s-build.sh` (Go needed; 15-40 minutes the first time) and export "
+            f"run `bash scripts/k8s-build.sh` (Go needed; 13-60 minutes the first time) and export "
             f"ATOLL_TEST_K8S_BIN=<the directory it prints>"
         )
 

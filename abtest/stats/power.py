@@ -7,6 +7,11 @@ Per comparison of one treatment arm against control, equal allocation, two-sided
   ``TTestIndPower``);
 - binary metrics, fixed horizon: normal approximation with the unpooled variance
   ``p1 q1 + p2 q2`` (as ``NormalIndPower`` with ``h = delta / sqrt((p1 q1 + p2 q2)/2)``);
+  the variance at the alternative ``p2 = p1 + delta`` makes a drop need a different
+  sample size than a rise of the same size (fewer units for a drop below 1/2);
+- effects are signed: a negative ``mde`` (relative: a fraction of ``|baseline|``, as the
+  analysis' relative lift) sizes the test for a drop; without ``mde`` the MDE is solved
+  on the side ``direction`` names (increase by default);
 - sequential: the normal approximation with the confidence-sequence multiplier
   ``c(2n)`` of :mod:`sequential` in place of ``z_{1-alpha/2}``; by default the sequence is
   tuned at the computed sample size itself, which makes ``c`` a constant (about 3.04 at
@@ -80,22 +85,42 @@ def _solve_n(fn: Callable[[float, float], float], delta: float, target: float) -
 
 
 def _solve_delta(
-    req: PowerRequest, fn: Callable[[float, float], float], n: float, target: float
+    req: PowerRequest, fn: Callable[[float, float], float], n: float, target: float, side: float
 ) -> float | None:
+    """The smallest effect on ``side`` (+1 rise, -1 drop) that reaches ``target`` power."""
+
+    def at(size: float) -> float:
+        return fn(n, side * size)
+
     if req.metric_type == "binary":
-        hi = (1 - req.baseline) * (1 - 1e-9)
+        room = 1 - req.baseline if side > 0 else req.baseline
+        hi = room * (1 - 1e-9)
     else:
         assert req.std is not None
         hi = req.std
-        while fn(n, hi) < target and hi < 1e6 * req.std:
+        while at(hi) < target and hi < 1e6 * req.std:
             hi *= 2
-    if fn(n, hi) < target:
+    if at(hi) < target:
         return None
     lo = hi * 1e-12
-    if fn(n, lo) >= target:
-        return lo
-    root: float = optimize.brentq(lambda d: fn(n, d) - target, lo, hi, xtol=1e-15, rtol=1e-13)
-    return root
+    if at(lo) >= target:
+        return side * lo
+    root: float = optimize.brentq(lambda d: at(d) - target, lo, hi, xtol=1e-15, rtol=1e-13)
+    return side * root
+
+
+def _side(request: PowerRequest) -> float:
+    """+1 for a rise, -1 for a drop: the sign of ``mde``, else ``direction``."""
+    if request.mde is not None:
+        return -1.0 if request.mde < 0 else 1.0
+    return -1.0 if request.direction == "decrease" else 1.0
+
+
+def _rate_note(request: PowerRequest, delta: float) -> str:
+    """What a binary effect does to the rate (validation keeps the new rate within (0, 1))."""
+    p1, p2 = request.baseline, request.baseline + delta
+    word = "drop" if delta < 0 else "rise"
+    return f"sized for a {word} of the rate from {p1:.6g} to {p2:.6g}"
 
 
 def power(request: PowerRequest) -> PowerResult:
@@ -118,9 +143,8 @@ def power(request: PowerRequest) -> PowerResult:
     achieved: float | None = None
     if request.mde is not None:
         delta = to_abs(request.mde)
-        if request.metric_type == "binary" and request.baseline + delta >= 1:
-            notes.append("mde takes the rate to 1 or beyond: no sample size")
-            delta = None
+        if request.metric_type == "binary":
+            notes.append(_rate_note(request, delta))
     if delta is not None and request.n_per_arm is not None:
         n_exact = float(request.n_per_arm)
         achieved = fn(n_exact, delta)
@@ -132,7 +156,7 @@ def power(request: PowerRequest) -> PowerResult:
             achieved = fn(float(math.ceil(n_exact - 1e-9)), delta)
     elif request.n_per_arm is not None and request.mde is None:
         n_exact = float(request.n_per_arm)
-        delta = _solve_delta(request, fn, n_exact, request.power)
+        delta = _solve_delta(request, fn, n_exact, request.power, _side(request))
         if delta is None:
             notes.append("no effect within the metric's range reaches the target power")
         else:

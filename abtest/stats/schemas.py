@@ -20,6 +20,7 @@ Method = Literal["fixed", "sequential", "bayesian"]
 Correction = Literal["holm", "bh", "none"]
 HypothesisType = Literal["superiority", "non_inferiority"]
 MarginType = Literal["relative", "absolute"]
+Direction = Literal["increase", "decrease"]
 Verdict = Literal["ship", "dont_ship", "keep_running", "invalid"]
 
 #: Relative tolerance for the moment inequalities (Cauchy-Schwarz) on float sums.
@@ -232,17 +233,22 @@ class Comparison(BaseModel):
     arm: str
     absolute_lift: float | None
     absolute_ci: Interval | None
-    relative_lift: float | None
+    relative_lift: float | None = Field(
+        description="(treatment - control) / |control mean|: the sign of absolute_lift for "
+        "any control mean; null when the control mean is not distinguishable from zero"
+    )
     relative_ci: Interval | None
     ci_level: float = Field(description="confidence level of the intervals after adjustment")
     p_value: float | None
     adjusted_p_value: float | None
     chance_to_beat_control: float | None = None
     expected_loss: float | None = Field(
-        default=None, description="bayesian: expected relative loss if the arm is shipped"
+        default=None,
+        description="bayesian: expected loss if the arm is shipped, a fraction of |control mean|",
     )
     expected_loss_control: float | None = Field(
-        default=None, description="bayesian: expected relative loss if control is kept"
+        default=None,
+        description="bayesian: expected loss if control is kept, a fraction of |control mean|",
     )
     verdict: Verdict
     reasons: list[str]
@@ -302,8 +308,17 @@ class PowerRequest(_Strict):
     metric_type: Literal["binary", "mean"]
     baseline: float = Field(description="control conversion rate (binary) or mean")
     std: float | None = Field(default=None, gt=0, description="per-unit std (mean metrics)")
-    mde: float | None = Field(default=None, gt=0)
+    mde: float | None = Field(
+        default=None,
+        description="minimum detectable effect; negative sizes the test for a drop "
+        "(relative: a fraction of |baseline|)",
+    )
     mde_type: MarginType = "relative"
+    direction: Direction | None = Field(
+        default=None,
+        description="side of the effect: with mde, its sign decides (default); "
+        "without mde, the side the MDE is solved on (default increase)",
+    )
     n_per_arm: int | None = Field(default=None, ge=2)
     alpha: float = Field(default=0.05, gt=0, le=0.5)
     power: float = Field(default=0.8, gt=0, lt=1)
@@ -321,12 +336,30 @@ class PowerRequest(_Strict):
     def _consistent(self) -> Self:
         if self.mde is None and self.n_per_arm is None:
             raise ValueError("mde or n_per_arm: give at least one of them")
+        if self.mde == 0:
+            raise ValueError("mde: must be non-zero (positive for a rise, negative for a drop)")
+        if (
+            self.mde is not None
+            and self.direction is not None
+            and (self.mde < 0) != (self.direction == "decrease")
+        ):
+            raise ValueError(
+                f"direction: {self.direction!r} contradicts mde={self.mde} "
+                "(a negative mde is a decrease); give the signed mde alone"
+            )
         if self.metric_type == "binary" and not 0 < self.baseline < 1:
             raise ValueError("baseline must be a rate in (0, 1) for a binary metric")
         if self.metric_type == "mean" and self.std is None:
             raise ValueError("std is required for a mean metric")
         if self.mde_type == "relative" and self.baseline == 0:
             raise ValueError("baseline must be non-zero for a relative mde")
+        if self.metric_type == "binary" and self.mde is not None:
+            effect = self.mde * self.baseline if self.mde_type == "relative" else self.mde
+            if not 0 < self.baseline + effect < 1:
+                raise ValueError(
+                    f"mde: takes the rate from {self.baseline:g} to {self.baseline + effect:g}; "
+                    "the rate to detect must stay within (0, 1)"
+                )
         return self
 
 
@@ -339,8 +372,8 @@ class PowerResult(BaseModel):
     n_per_arm: int | None = Field(description="units per arm, rounded up")
     n_per_arm_exact: float | None = Field(description="units per arm before rounding")
     n_total: int | None
-    mde_absolute: float | None
-    mde_relative: float | None
+    mde_absolute: float | None = Field(description="signed: negative for a drop")
+    mde_relative: float | None = Field(description="signed, a fraction of |baseline|")
     achieved_power: float | None
     sequential_inflation: float | None = Field(
         default=None, description="sequential n / fixed-horizon n at the same effect"

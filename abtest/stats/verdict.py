@@ -10,6 +10,8 @@ Primary metric, frequentist (fixed or sequential):
 Guardrail metric (unadjusted interval): upper bound < -M -> dont_ship (worse beyond the
 margin); lower bound > -M -> ship (shown within the margin); else keep_running.
 Bayesian: the same rules with posterior probabilities against ``1 - alpha`` / ``alpha``.
+Relative intervals and margins are over ``|control mean|`` (see ``analyze``), so folding
+with ``sign`` is right for either sign of the control mean.
 Degenerate data -> keep_running with the reason; SRM -> invalid everywhere.
 """
 

@@ -50,6 +50,11 @@ class Method(StrEnum):
     bayesian = "bayesian"
 
 
+class Direction(StrEnum):
+    increase = "increase"
+    decrease = "decrease"
+
+
 class Correction(StrEnum):
     holm = "holm"
     bh = "bh"
@@ -207,8 +212,8 @@ def _print_power(result: PowerResult, arms: int) -> None:
     view.add_column()
     view.add_row("units per arm", count(result.n_per_arm))
     view.add_row(f"total units ({arms} arms)", count(result.n_total))
-    view.add_row("MDE absolute", _num(result.mde_absolute))
-    view.add_row("MDE relative", _pct(result.mde_relative, signed=False))
+    view.add_row("MDE absolute", _num(result.mde_absolute, signed=True))
+    view.add_row("MDE relative", _pct(result.mde_relative))
     view.add_row("power", _pct(result.achieved_power, signed=False))
     if result.sequential_inflation is not None:
         view.add_row("sequential inflation", f"x{result.sequential_inflation:.3f}")
@@ -227,7 +232,8 @@ def power(
     baseline: Annotated[float, typer.Option(help="Control conversion rate (binary) or mean")],
     std: Annotated[float | None, typer.Option(help="Per-unit standard deviation (mean metrics)")] = None,
     mde: Annotated[
-        float | None, typer.Option(help="Minimum detectable effect: solve the sample size")
+        float | None,
+        typer.Option(help="Minimum detectable effect: solve the sample size; negative for a drop"),
     ] = None,
     n_per_arm: Annotated[
         int | None, typer.Option(help="Units per arm: solve the MDE (with --mde: power)")
@@ -236,6 +242,12 @@ def power(
         bool,
         typer.Option("--relative/--absolute", help="MDE as a fraction of the baseline, or in metric units"),
     ] = True,
+    direction: Annotated[
+        Direction | None,
+        typer.Option(
+            help="Without --mde: solve the MDE of a rise or a drop (default: from the sign of --mde)"
+        ),
+    ] = None,
     alpha: Annotated[float, typer.Option(help="Significance level")] = 0.05,
     target_power: Annotated[float, typer.Option("--power", help="Target power")] = 0.8,
     arms: Annotated[int, typer.Option(help="Number of arms including control")] = 2,
@@ -254,7 +266,8 @@ def power(
     """Sample size, MDE or power of a test (computed locally; same engine as the API).
 
     Give --mde for the sample size per arm, --n-per-arm for the MDE, or both for the
-    achieved power. Example: atoll ab power --metric-type binary --baseline 0.1 --mde 0.05
+    achieved power. A negative --mde sizes the test for a drop (for a rate, a drop needs
+    a different n than a rise). Example: atoll ab power --metric-type binary --baseline 0.1 --mde -0.05
     """
     from pydantic import ValidationError
 
@@ -268,6 +281,7 @@ def power(
         "std": std,
         "mde": mde,
         "mde_type": "relative" if relative else "absolute",
+        "direction": direction.value if direction else None,
         "n_per_arm": n_per_arm,
         "alpha": alpha,
         "power": target_power,

@@ -111,3 +111,68 @@ def test_the_sample_size_matches_the_engine(logged_in_page: Page) -> None:
     form.get_by_role("button", name="Calculate").click()
     expect(page.get_by_test_id("power-results").get_by_test_id("ab-error")).to_contain_text("std")
     assert_same_document(page)
+
+
+def _arm(n: int, mean: float, std: float) -> dict[str, float]:
+    total = n * mean
+    return {"n": n, "sum": total, "sum_squares": (n - 1) * std**2 + total * total / n}
+
+
+def test_a_negative_control_mean_reads_up(logged_in_page: Page) -> None:
+    """Issue 11: control mean -5.2, treatment 1.2 higher: +23% and Ship in every method."""
+    page = logged_in_page
+    open_calculator(page)
+    for method in ("fixed", "sequential", "bayesian"):
+        body = {
+            "arms": [{"name": "control", "weight": 0.5}, {"name": "candidate", "weight": 0.5}],
+            "control": "control",
+            "method": method,
+            "metrics": [
+                {
+                    "name": "net_margin",
+                    "type": "mean",
+                    "data": {"control": _arm(3000, -5.2, 10), "candidate": _arm(3000, -4.0, 10)},
+                }
+            ],
+        }
+        expected = analyze(AnalysisRequest.model_validate(body)).metrics[0].comparisons[0]
+        assert expected.relative_lift is not None and expected.relative_ci is not None
+        page.get_by_label("Analysis request").fill(json.dumps(body))
+        page.get_by_role("button", name="Analyse").click()
+        section = page.locator('[data-testid="metric"][data-metric="net_margin"]')
+        expect(section.locator("table")).to_contain_text("+23.08%")
+        expect(section.locator("table")).to_contain_text(f"{expected.relative_ci.lower * 100:+.2f}%")
+        expect(section).to_contain_text("control mean is negative")
+        expect(page.locator("[data-testid=analysis]")).to_contain_text(f"Method {method}")
+        expect(page.get_by_test_id("verdict")).to_have_text(VERDICT_LABELS["ship"])
+        point = float(section.locator("svg.forest circle.point").get_attribute("cx") or "nan")
+        zero = float(section.locator("svg.forest line.zero").get_attribute("x1") or "nan")
+        assert point > zero, (method, point, zero)  # drawn on the better side of zero
+    assert_same_document(page)
+
+
+def test_a_drop_is_sized_and_its_mde_solved(logged_in_page: Page) -> None:
+    page = logged_in_page
+    open_calculator(page)
+    form = page.get_by_test_id("power-form")
+    form.get_by_label("Metric type").select_option("binary")
+    form.get_by_label("Baseline").fill("0.1")
+    form.get_by_label("MDE", exact=True).fill("-0.1")
+    form.get_by_role("button", name="Calculate").click()
+    drop = power(PowerRequest(metric_type="binary", baseline=0.1, mde=-0.1))
+    rise = power(PowerRequest(metric_type="binary", baseline=0.1, mde=0.1))
+    assert drop.n_per_arm is not None and rise.n_per_arm is not None and drop.n_per_arm != rise.n_per_arm
+    expect(page.get_by_test_id("n-per-arm")).to_have_text(f"{drop.n_per_arm:,}")
+    expect(page.get_by_test_id("mde-relative")).to_have_text("-10.00%")
+    expect(page.get_by_test_id("power-result")).to_contain_text(
+        "sized for a drop of the rate from 0.1 to 0.09"
+    )
+
+    form.get_by_label("MDE", exact=True).fill("")
+    form.get_by_label("Units per arm").fill("10000")
+    form.get_by_label("Solve the MDE of").select_option("decrease")
+    form.get_by_role("button", name="Calculate").click()
+    mde = power(PowerRequest(metric_type="binary", baseline=0.1, n_per_arm=10000, direction="decrease"))
+    assert mde.mde_relative is not None and mde.mde_relative < 0
+    expect(page.get_by_test_id("mde-relative")).to_have_text(f"{mde.mde_relative * 100:+.2f}%")
+    assert_same_document(page)

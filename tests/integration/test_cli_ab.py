@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 from atoll.abtest.stats import AnalysisRequest, PowerRequest, analyze, power
 from atoll.cli import app
 
-from .test_stats_api import broken, three_arm, two_arm
+from .test_stats_api import broken, negative_baseline, three_arm, two_arm
 
 WIDE = {"COLUMNS": "200"}  # Rich wraps to the terminal; keep table cells on one line
 
@@ -61,6 +61,18 @@ class TestAnalyze:
             assert f"decision {d['arm']} vs control: {labels[d['verdict']]}" in out
         b = expected["metrics"][0]["comparisons"][0]
         assert f"{b['relative_lift'] * 100:+.2f}%" in out
+
+    @pytest.mark.parametrize("method", ["fixed", "sequential", "bayesian"])
+    def test_a_negative_control_mean_reads_up(self, tmp_path: Path, method: str) -> None:
+        body = negative_baseline(method)
+        result = atoll("ab", "analyze", write(tmp_path, body))
+        assert result.exit_code == 0, result.output
+        expected = engine_json(body)["metrics"][0]["comparisons"][0]
+        assert expected["relative_lift"] > 0
+        assert f"{expected['relative_lift'] * 100:+.2f}%" in result.stdout  # +23.08%
+        assert f"{expected['relative_ci']['lower'] * 100:+.2f}%" in result.stdout
+        assert "decision candidate vs control: ship" in result.stdout
+        assert "control mean is negative" in result.stdout
 
     def test_bayesian_shows_chance_to_beat_control(self, tmp_path: Path) -> None:
         result = atoll("ab", "analyze", write(tmp_path, {**two_arm(), "method": "bayesian"}))
@@ -146,6 +158,27 @@ class TestPower:
                 ],
                 {"metric_type": "binary", "baseline": 0.1, "mde": 0.1, "alpha": 0.01, "power": 0.9},
             ),
+            (
+                ["--metric-type", "binary", "--baseline", "0.1", "--mde", "-0.1"],
+                {"metric_type": "binary", "baseline": 0.1, "mde": -0.1},
+            ),
+            (
+                ["--metric-type", "mean", "--baseline", "-5.2", "--std", "10", "--mde=-0.5", "--absolute"],
+                {"metric_type": "mean", "baseline": -5.2, "std": 10, "mde": -0.5, "mde_type": "absolute"},
+            ),
+            (
+                [
+                    "--metric-type",
+                    "binary",
+                    "--baseline",
+                    "0.3",
+                    "--n-per-arm",
+                    "4000",
+                    "--direction",
+                    "decrease",
+                ],
+                {"metric_type": "binary", "baseline": 0.3, "n_per_arm": 4000, "direction": "decrease"},
+            ),
         ],
     )
     def test_json_matches_the_engine(self, args: list[str], body: dict[str, Any]) -> None:
@@ -161,9 +194,22 @@ class TestPower:
         assert f"{expected.n_per_arm:,}" in result.stdout
         assert "units per arm" in result.stdout
 
+    def test_a_drop_is_sized_and_shown_signed(self) -> None:
+        result = atoll("ab", "power", "--metric-type", "binary", "--baseline", "0.1", "--mde", "-0.1")
+        assert result.exit_code == 0, result.output
+        assert "13,493" in result.stdout  # a 10% rise needs 14,749
+        assert "-10.00%" in result.stdout
+        assert "sized for a drop of the rate from 0.1 to 0.09" in result.stdout
+
     @pytest.mark.parametrize(
         ("args", "field"),
         [
+            (["--metric-type", "binary", "--baseline", "0.1", "--mde", "0"], "mde"),
+            (["--metric-type", "binary", "--baseline", "0.1", "--mde", "-1.5"], "mde"),
+            (
+                ["--metric-type", "binary", "--baseline", "0.1", "--mde", "-0.1", "--direction", "increase"],
+                "direction",
+            ),
             (["--metric-type", "mean", "--baseline", "5", "--mde", "0.1"], "std"),
             (["--metric-type", "binary", "--baseline", "1.5", "--mde", "0.1"], "baseline"),
             (["--metric-type", "binary", "--baseline", "0.1"], "mde"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from atoll.abtest.stats import AnalysisRequest, PowerRequest, analyze, power
 from atoll.auth.policy import Role
 
-from .conftest import Caller, MakeCaller
+from .conftest import Caller, MakeCaller, sign_in
 
 ANALYZE = "/api/v1/stats/analyze"
 POWER = "/api/v1/stats/power"
@@ -74,6 +75,27 @@ def three_arm() -> dict[str, Any]:
     }
 
 
+def mean_arm(n: int, mean: float, std: float) -> dict[str, float]:
+    total = n * mean
+    return {"n": n, "sum": total, "sum_squares": (n - 1) * std**2 + total * total / n}
+
+
+def negative_baseline(method: str) -> dict[str, Any]:
+    """Issue 11: a net margin with control mean -5.2 and a treatment 1.2 units higher."""
+    return {
+        "arms": [{"name": "control", "weight": 0.5}, {"name": "candidate", "weight": 0.5}],
+        "control": "control",
+        "method": method,
+        "metrics": [
+            {
+                "name": "net_margin",
+                "type": "mean",
+                "data": {"control": mean_arm(3000, -5.2, 10), "candidate": mean_arm(3000, -4.0, 10)},
+            }
+        ],
+    }
+
+
 def post(client: TestClient, caller: Caller, path: str, body: Any) -> Any:
     response = client.post(path, json=body, headers=caller.headers)
     assert response.status_code == 200, response.text
@@ -102,6 +124,20 @@ class TestAnalyze:
             for c in metric["comparisons"]:
                 assert c["adjusted_p_value"] >= c["p_value"]
                 assert c["ci_level"] == pytest.approx(1 - 0.05 / 4)
+
+    @pytest.mark.parametrize("method", ["fixed", "sequential", "bayesian"])
+    def test_a_negative_control_mean_reads_up(self, client: TestClient, admin: Caller, method: str) -> None:
+        body = negative_baseline(method)
+        got = post(client, admin, ANALYZE, body)
+        assert got == analyze(AnalysisRequest.model_validate(body)).model_dump(mode="json")
+        c = got["metrics"][0]["comparisons"][0]
+        assert c["relative_lift"] == pytest.approx(1.2 / 5.2)
+        assert c["relative_ci"]["lower"] > 0
+        assert c["verdict"] == "ship"
+        if method == "bayesian":
+            assert c["chance_to_beat_control"] > 0.999
+            assert c["expected_loss"] < c["expected_loss_control"]
+        assert any("control mean is negative" in n for n in got["metrics"][0]["notes"])
 
     def test_a_viewer_token_may_analyse(self, client: TestClient, make_caller: MakeCaller) -> None:
         viewer = make_caller("vera", Role.viewer)
@@ -200,11 +236,22 @@ class TestPower:
             {"metric_type": "mean", "baseline": 5.0, "std": 12.0, "mde": 0.25, "mde_type": "absolute"},
             {"metric_type": "binary", "baseline": 0.2, "n_per_arm": 5000, "arms": 3},
             {"metric_type": "binary", "baseline": 0.1, "mde": 0.05, "method": "sequential"},
+            {"metric_type": "binary", "baseline": 0.1, "mde": -0.1},
+            {"metric_type": "mean", "baseline": -5.2, "std": 10.0, "mde": -0.1, "method": "bayesian"},
+            {"metric_type": "binary", "baseline": 0.3, "n_per_arm": 4000, "direction": "decrease"},
         ],
     )
     def test_matches_the_engine(self, client: TestClient, admin: Caller, body: dict[str, Any]) -> None:
         got = post(client, admin, POWER, body)
         assert got == power(PowerRequest.model_validate(body)).model_dump(mode="json")
+
+    def test_a_drop_of_a_rate_needs_its_own_sample_size(self, client: TestClient, admin: Caller) -> None:
+        rise = post(client, admin, POWER, {"metric_type": "binary", "baseline": 0.1, "mde": 0.1})
+        drop = post(client, admin, POWER, {"metric_type": "binary", "baseline": 0.1, "mde": -0.1})
+        assert (rise["n_per_arm"], drop["n_per_arm"]) == (14749, 13493)
+        assert drop["mde_absolute"] == pytest.approx(-0.01)
+        assert drop["mde_relative"] == pytest.approx(-0.1)
+        assert "sized for a drop of the rate from 0.1 to 0.09" in drop["notes"]
 
     def test_a_viewer_token_may_plan(self, client: TestClient, make_caller: MakeCaller) -> None:
         viewer = make_caller("vic", Role.viewer)
@@ -225,6 +272,9 @@ class TestPower:
             ({"metric_type": "mean", "baseline": 5.0, "mde": 0.05}, "std"),
             ({"metric_type": "binary", "baseline": 0.1}, "mde"),
             ({"metric_type": "binary", "baseline": 0.1, "mde": -1}, "mde"),
+            ({"metric_type": "binary", "baseline": 0.1, "mde": 0}, "mde"),
+            ({"metric_type": "binary", "baseline": 0.1, "mde": 0.95, "mde_type": "absolute"}, "mde"),
+            ({"metric_type": "binary", "baseline": 0.1, "mde": -0.1, "direction": "increase"}, "direction"),
             ({"metric_type": "ratio", "baseline": 0.1, "mde": 0.1}, "metric_type"),
         ],
     )
@@ -235,3 +285,34 @@ class TestPower:
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["field"] == field
         assert response.json()["detail"].startswith(f"{field}: ")
+
+
+class TestPortalCalculator:
+    """The portal's calculator forms (a session, CSRF header): the same engine, signed MDEs."""
+
+    def test_a_drop_is_sized(self, client: TestClient, admin: Caller) -> None:
+        csrf = sign_in(client, admin, "/ab-calculator")
+        form = {"metric_type": "binary", "baseline": "0.1", "mde": "-0.1", "direction": "increase"}
+        page = client.post("/ab-calculator/power", data=form, headers=csrf)
+        assert page.status_code == 200, page.text
+        assert "13,493" in page.text  # the direction select only serves "solve the MDE"
+        assert "-10.00%" in page.text
+
+    def test_the_mde_of_a_drop_is_solved(self, client: TestClient, admin: Caller) -> None:
+        csrf = sign_in(client, admin, "/ab-calculator")
+        form = {"metric_type": "binary", "baseline": "0.1", "n_per_arm": "10000", "direction": "decrease"}
+        page = client.post("/ab-calculator/power", data=form, headers=csrf)
+        expected = power(
+            PowerRequest(metric_type="binary", baseline=0.1, n_per_arm=10000, direction="decrease")
+        )
+        assert expected.mde_relative is not None and expected.mde_relative < 0
+        assert f"{expected.mde_relative * 100:+.2f}%" in page.text
+
+    def test_a_negative_control_mean_reads_up(self, client: TestClient, admin: Caller) -> None:
+        csrf = sign_in(client, admin, "/ab-calculator")
+        body = negative_baseline("bayesian")
+        page = client.post("/ab-calculator/analyze", data={"analysis": json.dumps(body)}, headers=csrf)
+        assert page.status_code == 200, page.text
+        assert "+23.08%" in page.text
+        assert "control mean is negative" in page.text
+        assert 'data-testid="verdict">Ship</span>' in page.text

@@ -132,6 +132,7 @@ def power(
     std: FormText = "",
     mde: FormText = "",
     mde_type: FormText = "",
+    direction: FormText = "",
     n_per_arm: FormText = "",
     alpha: FormText = "",
     power: FormText = "",
@@ -144,12 +145,15 @@ def power(
         "std": std,
         "mde": mde,
         "mde_type": mde_type,
+        "direction": direction,
         "n_per_arm": n_per_arm,
         "alpha": alpha,
         "power": power,
         "arms": arms,
         "method": method,
     }
+    if mde.strip():  # the sign of the MDE is its direction; the select only serves "solve the MDE"
+        given["direction"] = ""
     try:  # an empty field means "the default" (or "not given", for std, mde and n_per_arm)
         body = PowerRequest.model_validate({k: v.strip() for k, v in given.items() if v.strip()})
     except ValidationError as exc:

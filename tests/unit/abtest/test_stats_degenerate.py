@@ -143,3 +143,55 @@ class TestDegenerate:
         assert res.valid
         assert comp(res).verdict == "keep_running"
         assert res.decisions[0].verdict == "keep_running"
+
+
+def mean_arm(n: int, mean: float, std: float) -> dict[str, Any]:
+    total = n * mean
+    return {"n": n, "sum": total, "sum_squares": (n - 1) * std**2 + total * total / n}
+
+
+@pytest.mark.parametrize("method", METHODS)
+class TestControlMeanNearZero:
+    """|control mean| <= multiplier x its standard error: no relative readout (Fieller)."""
+
+    def test_relative_readouts_are_withheld_with_a_reason(self, method: str) -> None:
+        # control mean 0.2 with se 10/sqrt(1000) = 0.32: not distinguishable from zero
+        c = comp(run("mean", mean_arm(1000, 0.2, 10), mean_arm(1000, 1.6, 10), method=method))
+        assert c.relative_lift is None
+        assert c.relative_ci is None
+        assert c.absolute_lift == pytest.approx(1.4)
+        assert c.absolute_ci is not None and c.absolute_ci.lower > 0
+        assert any("within" in r and "standard errors" in r and "of zero" in r for r in c.reasons)
+        assert c.verdict == "ship"  # decided on the absolute difference
+        if method == "bayesian":
+            assert c.expected_loss is None
+            assert any("flat prior" in r for r in c.reasons)
+
+    def test_a_relative_margin_cannot_be_judged(self, method: str) -> None:
+        data = {"metric": {"guardrail": True, "margin": 0.05}}
+        c = comp(run("mean", mean_arm(1000, -0.2, 10), mean_arm(1000, -0.1, 10), method=method, **data))
+        assert c.verdict == "keep_running"
+        assert any("relative margin needs a control mean distinguishable from zero" in r for r in c.reasons)
+
+    def test_an_absolute_margin_still_can(self, method: str) -> None:
+        data = {"metric": {"guardrail": True, "margin": 2.0, "margin_type": "absolute"}}
+        c = comp(run("mean", mean_arm(1000, -0.2, 10), mean_arm(1000, -0.1, 10), method=method, **data))
+        assert c.verdict == "ship"
+        assert "within the -2 margin" in c.reasons[0]
+
+    def test_a_control_mean_clearly_away_from_zero_keeps_them(self, method: str) -> None:
+        c = comp(run("mean", mean_arm(1000, -2.0, 10), mean_arm(1000, -1.0, 10), method=method))
+        assert c.relative_lift == pytest.approx(0.5)
+        assert c.relative_ci is not None
+
+
+def test_near_zero_control_mean_falls_back_to_a_flat_prior() -> None:
+    """A prior on the relative lift means nothing over a control mean indistinguishable from 0."""
+    c_arm, t_arm = mean_arm(1000, 0.2, 10), mean_arm(1000, 1.6, 10)
+    flat = comp(run("mean", c_arm, t_arm, method="bayesian"))
+    prior = comp(run("mean", c_arm, t_arm, method="bayesian", prior_mean=-0.5, prior_std=0.01))
+    assert prior.chance_to_beat_control == flat.chance_to_beat_control
+    away = mean_arm(1000, -5.0, 10), mean_arm(1000, -3.6, 10)
+    shrunk = comp(run("mean", *away, method="bayesian", prior_mean=-0.5, prior_std=0.01))
+    assert shrunk.chance_to_beat_control is not None
+    assert shrunk.chance_to_beat_control < 0.5  # away from zero the prior (a 50% drop) applies

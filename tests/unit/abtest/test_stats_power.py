@@ -120,3 +120,80 @@ class TestValidation:
     def test_rate_bounds(self) -> None:
         with pytest.raises(ValidationError, match="baseline"):
             PowerRequest(metric_type="binary", baseline=1.5, mde=0.1)
+
+
+class TestDecreases:
+    """A negative MDE sizes the test for a drop; for a rate the variance at the
+    alternative makes a drop and a rise of the same size need different samples."""
+
+    @pytest.mark.parametrize(("p1", "size"), [(0.1, 0.01), (0.1, 0.002), (0.6, 0.03), (0.9, 0.045)])
+    @pytest.mark.parametrize("mde_type", ["relative", "absolute"])
+    def test_binary_drop_and_rise_against_statsmodels(self, p1: float, size: float, mde_type: str) -> None:
+        sizes = {}
+        mde = size / p1 if mde_type == "relative" else size
+        for side in (+1, -1):
+            res = power(PowerRequest(metric_type="binary", baseline=p1, mde=side * mde, mde_type=mde_type))
+            delta = side * size
+            h = binary_h(p1, p1 + delta)
+            ref = NormalIndPower().solve_power(effect_size=h, alpha=0.05, power=0.8, ratio=1.0)
+            assert res.n_per_arm_exact == pytest.approx(ref, rel=1e-5)
+            assert res.mde_absolute == pytest.approx(delta, rel=1e-9)
+            assert res.mde_relative == pytest.approx(delta / p1, rel=1e-9)
+            assert any(("drop" if side < 0 else "rise") in n for n in res.notes)
+            sizes[side] = res.n_per_arm
+        assert sizes[-1] != sizes[+1]
+        # below 1/2 the rate's variance falls with it, so a drop needs fewer units
+        assert (sizes[-1] < sizes[+1]) == (p1 < 0.5)  # type: ignore[operator]
+
+    def test_a_ten_percent_drop_of_a_ten_percent_rate(self) -> None:
+        rise = power(PowerRequest(metric_type="binary", baseline=0.1, mde=0.1))
+        drop = power(PowerRequest(metric_type="binary", baseline=0.1, mde=-0.1))
+        assert (rise.n_per_arm, drop.n_per_arm) == (14749, 13493)
+
+    @pytest.mark.parametrize("baseline", [10.0, -5.2])
+    def test_mean_drop_needs_the_same_sample_as_a_rise(self, baseline: float) -> None:
+        rise = power(PowerRequest(metric_type="mean", baseline=baseline, std=10, mde=0.1))
+        drop = power(PowerRequest(metric_type="mean", baseline=baseline, std=10, mde=-0.1))
+        es = 0.1 * abs(baseline) / 10  # relative MDEs are fractions of |baseline|
+        ref = TTestIndPower().solve_power(effect_size=es, alpha=0.05, power=0.8)
+        assert drop.n_per_arm_exact == pytest.approx(ref, rel=1e-5)
+        assert drop.n_per_arm == rise.n_per_arm
+        assert drop.mde_absolute == pytest.approx(-0.1 * abs(baseline))
+        assert rise.mde_absolute == pytest.approx(0.1 * abs(baseline))
+
+    @pytest.mark.parametrize("method", ["sequential", "bayesian"])
+    def test_every_method_sizes_a_drop(self, method: str) -> None:
+        rise = power(PowerRequest(metric_type="binary", baseline=0.2, mde=0.05, method=method))
+        drop = power(PowerRequest(metric_type="binary", baseline=0.2, mde=-0.05, method=method))
+        assert drop.n_per_arm is not None and rise.n_per_arm is not None
+        assert drop.n_per_arm < rise.n_per_arm
+        assert drop.achieved_power is not None and drop.achieved_power >= 0.8
+
+    def test_the_mde_of_a_drop_from_a_sample_size(self) -> None:
+        up = power(PowerRequest(metric_type="binary", baseline=0.1, n_per_arm=10000))
+        down = power(PowerRequest(metric_type="binary", baseline=0.1, n_per_arm=10000, direction="decrease"))
+        assert up.mde_absolute is not None and down.mde_absolute is not None
+        assert down.mde_absolute < 0 < up.mde_absolute
+        assert abs(down.mde_absolute) < up.mde_absolute
+        h = binary_h(0.1, 0.1 + down.mde_absolute)
+        assert NormalIndPower().power(h, 10000, 0.05) == pytest.approx(0.8, rel=1e-9)
+
+    def test_a_drop_can_be_given_with_a_sample_size(self) -> None:
+        res = power(PowerRequest(metric_type="binary", baseline=0.1, n_per_arm=13493, mde=-0.1))
+        assert res.achieved_power == pytest.approx(NormalIndPower().power(binary_h(0.1, 0.09), 13493, 0.05))
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            ({"mde": 0.0}, "must be non-zero"),
+            ({"mde": -1.0}, "takes the rate from 0.1 to 0"),
+            ({"mde": -0.2, "mde_type": "absolute"}, "takes the rate from 0.1 to -0.1"),
+            ({"mde": 9.0}, "takes the rate from 0.1 to 1"),
+            ({"mde": -0.1, "direction": "increase"}, "contradicts"),
+        ],
+    )
+    def test_impossible_or_contradictory_effects_name_the_field(
+        self, body: dict[str, object], message: str
+    ) -> None:
+        with pytest.raises(ValidationError, match=message):
+            PowerRequest.model_validate({"metric_type": "binary", "baseline": 0.1, **body})

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import integrate, stats
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from atoll.abtest.stats import AnalysisRequest, AnalysisResult, analyze
 from atoll.abtest.stats.sequential import multiplier_at, rho
@@ -142,7 +143,9 @@ class TestSrm:
 
 
 class TestBayesian:
-    def _comparison(self, **kw: Any) -> tuple[Any, float, float]:
+    """The posterior of the absolute difference D, the prior stated on D / |control mean|."""
+
+    def _comparison(self, **kw: Any) -> tuple[Any, float, float, float]:
         c_arm, t_arm = arm(5000, 10, 4), arm(5000, 10.15, 4)
         res = run(
             [{"name": "rev", "type": "mean", "data": {"c": c_arm, "t": t_arm}}],
@@ -150,33 +153,60 @@ class TestBayesian:
             **kw,
         )
         mc, mt = 10.0, 10.15
-        vc = vt = 16 / 5000
-        rel = mt / mc - 1
-        var_rel = vt / mc**2 + mt**2 * vc / mc**4
-        return res.metrics[0].comparisons[0], rel, var_rel
+        var = 16 / 5000 + 16 / 5000
+        return res.metrics[0].comparisons[0], mt - mc, var, mc
 
     def test_flat_prior(self) -> None:
-        c, rel, var_rel = self._comparison()
-        sd = math.sqrt(var_rel)
+        c, diff, var, mc = self._comparison()
+        sd = math.sqrt(var)
         assert c.p_value is None
-        assert c.chance_to_beat_control == pytest.approx(stats.norm.cdf(rel / sd), rel=1e-9)
-        loss, _ = integrate.quad(lambda x: -x * stats.norm.pdf(x, rel, sd), -np.inf, 0)
-        gain, _ = integrate.quad(lambda x: x * stats.norm.pdf(x, rel, sd), 0, np.inf)
-        assert c.expected_loss == pytest.approx(loss, rel=1e-6)
-        assert c.expected_loss_control == pytest.approx(gain, rel=1e-6)
-        assert c.relative_ci is not None
+        assert c.chance_to_beat_control == pytest.approx(stats.norm.cdf(diff / sd), rel=1e-9)
+        loss, _ = integrate.quad(lambda x: -x * stats.norm.pdf(x, diff, sd), -np.inf, 0)
+        gain, _ = integrate.quad(lambda x: x * stats.norm.pdf(x, diff, sd), 0, np.inf)
+        assert c.expected_loss == pytest.approx(loss / mc, rel=1e-6)  # a fraction of the control mean
+        assert c.expected_loss_control == pytest.approx(gain / mc, rel=1e-6)
         z = stats.norm.ppf(0.975)
-        assert c.relative_ci.lower == pytest.approx(rel - z * sd, rel=1e-9)
+        assert c.absolute_ci is not None
+        assert c.relative_ci is not None
+        assert c.absolute_ci.lower == pytest.approx(diff - z * sd, rel=1e-9)
+        assert c.relative_ci.lower == pytest.approx((diff - z * sd) / mc, rel=1e-9)
+        assert c.relative_lift == pytest.approx(diff / mc, rel=1e-9)
+
+    def test_flat_prior_chance_is_one_minus_the_one_sided_z_p_value(self) -> None:
+        rng = np.random.default_rng(17)
+        control, treatment = rng.normal(-3.0, 6.0, 4000), rng.normal(-2.7, 6.5, 4000)
+        summary = {
+            a: {"n": y.size, "sum": float(y.sum()), "sum_squares": float(y @ y)}
+            for a, y in (("c", control), ("t", treatment))
+        }
+        got = run([{"name": "m", "type": "mean", "data": summary}], method="bayesian").metrics[0]
+        ref = CompareMeans(DescrStatsW(treatment), DescrStatsW(control))
+        _, p_larger = ref.ztest_ind(alternative="larger", usevar="unequal")
+        assert got.comparisons[0].chance_to_beat_control == pytest.approx(1 - p_larger, rel=1e-9)
 
     def test_normal_prior_shrinks(self) -> None:
-        c, rel, var_rel = self._comparison(prior_mean=0.0, prior_std=0.01)
-        post_var = 1 / (1 / var_rel + 1 / 0.01**2)
-        post_mean = post_var * rel / var_rel
+        c, diff, var, mc = self._comparison(prior_mean=0.0, prior_std=0.01)
+        prior_var = (0.01 * mc) ** 2  # 1% of the control mean, on D
+        post_var = 1 / (1 / var + 1 / prior_var)
+        post_mean = post_var * diff / var
         assert c.chance_to_beat_control == pytest.approx(
             stats.norm.cdf(post_mean / math.sqrt(post_var)), rel=1e-9
         )
-        flat, _, _ = self._comparison()
+        assert c.absolute_ci is not None
+        z = stats.norm.ppf(0.975)
+        assert c.absolute_ci.upper == pytest.approx(post_mean + z * math.sqrt(post_var), rel=1e-9)
+        flat, _, _, _ = self._comparison()
         assert c.chance_to_beat_control < flat.chance_to_beat_control
+
+    def test_prior_mean_is_relative_to_the_control_mean_whatever_its_sign(self) -> None:
+        """A prior that expects a +5% lift pulls the posterior up for a negative control
+        mean too (up = higher, with relative lifts over |control mean|)."""
+        metrics = [metric("m", -10, -10, std=4, n=5000)]
+        up = run(metrics, method="bayesian", prior_mean=0.05, prior_std=0.01).metrics[0].comparisons[0]
+        assert up.chance_to_beat_control is not None
+        assert up.chance_to_beat_control > 0.99
+        assert up.relative_ci is not None
+        assert up.relative_ci.lower > 0
 
     def test_verdicts(self) -> None:
         win = run([metric("rev", 10, 10.1)], method="bayesian")

@@ -1,12 +1,13 @@
 """The `deployer.reconcile` job: keep every live deployment's objects as the database says.
 
 Periodic (`reconcile_interval_seconds`, default 30 s). For each live deployment that no
-rollout job is moving, it applies the current revision's objects again, taking back fields
+rollout job is applying right now, it applies the current revision's objects again, taking back fields
 someone changed (`force_conflicts`): server-side apply writes nothing when nothing
 drifted, re-creates a deleted Service, and scales a scaled-away Deployment back. What it
 repaired is an event on the deployment (`DriftRepaired`) and an audit row, and the
-deployment is watched again until available. A deployment left `applying` with no job to
-finish it (a worker died and its job gave up) is applied and reported `HalfApplied`.
+deployment is watched again until available (by its rollout job, if one is watching). A
+deployment left `applying` with no job to finish it (a worker died and its job gave up) is
+applied and reported `HalfApplied`; one left `progressing` with no job gets a new watch.
 
 When nothing needed repair it reads the target's status, so a local server that crashed
 after being available, or one that recovered, shows as such.
@@ -66,7 +67,10 @@ def _refresh(session: Session, deployment: Deployment, target: DeploymentTarget)
         _watch_again(session, deployment, why)
 
 
-def reconcile_one(session: Session, ctx: DeployerContext, deployment: Deployment) -> dict[str, Any]:
+def reconcile_one(
+    session: Session, ctx: DeployerContext, deployment: Deployment, *, watched: bool = False
+) -> dict[str, Any]:
+    """Re-apply one deployment's objects; `watched`: a rollout job is watching it already."""
     target = ctx.targets.get(deployment.target)
     build = session.get(Build, deployment.build_id)
     assert build is not None
@@ -94,18 +98,20 @@ def reconcile_one(session: Session, ctx: DeployerContext, deployment: Deployment
         text = f"re-applied what changed on the target outside Atoll: {', '.join(repaired)}"
         lifecycle.record(session, deployment, "DriftRepaired", text, warning=True, actor=SYSTEM)
         _audit(session, deployment, repaired, "drift")
-        if was == states.AVAILABLE or was == states.FAILED:
+        if not watched:
             _watch_again(session, deployment, text)
         return {"repaired": repaired}
-    _refresh(session, deployment, target)
+    if was == states.PROGRESSING and not watched:  # its watch job gave up or was lost
+        _watch_again(session, deployment, deployment.message or "watching the rollout again")
+    elif not watched:
+        _refresh(session, deployment, target)
     return {}
 
 
 def reconcile(session: Session, ctx: DeployerContext) -> dict[str, Any]:
+    wanted = states.LIVE_STATES | {states.PENDING}
     ids = list(
-        session.scalars(
-            select(Deployment.id).where(Deployment.state.in_(states.LIVE_STATES)).order_by(Deployment.id)
-        )
+        session.scalars(select(Deployment.id).where(Deployment.state.in_(wanted)).order_by(Deployment.id))
     )
     session.commit()
     health: dict[str, TargetHealth] = {}
@@ -118,10 +124,18 @@ def reconcile(session: Session, ctx: DeployerContext) -> dict[str, Any]:
     }
     for deployment_id in ids:
         deployment = session.get(Deployment, deployment_id)
-        if deployment is None or deployment.state not in states.LIVE_STATES:
+        if deployment is None or deployment.state not in wanted:
             continue
-        if lifecycle.rollout_active(session, deployment):
-            continue  # its rollout job applies and watches it
+        watched = lifecycle.rollout_active(session, deployment)
+        if watched and deployment.state in (states.PENDING, states.APPLYING):
+            continue  # its rollout job is applying it right now
+        if deployment.state == states.PENDING:  # its rollout job gave up before starting
+            lifecycle.record(
+                session, deployment, "Requeued", "its rollout job was lost; queued again", actor=SYSTEM
+            )
+            lifecycle.enqueue_rollout(session, deployment)
+            session.commit()
+            continue
         kind = deployment.target
         if kind not in health:
             health[kind] = ctx.targets.get(kind).check()
@@ -129,7 +143,7 @@ def reconcile(session: Session, ctx: DeployerContext) -> dict[str, Any]:
             report["unreachable"][deployment.name] = health[kind].reason
             continue
         report["checked"] += 1
-        outcome = reconcile_one(session, ctx, deployment)
+        outcome = reconcile_one(session, ctx, deployment, watched=watched)
         for key, value in outcome.items():
             report[key][deployment.name] = value
         session.commit()

@@ -57,9 +57,29 @@ class Settings(BaseSettings):
     )
     kube_context: str | None = Field(default=None, description="Context in the kubeconfig; unset: current.")
     kube_namespace: str = Field(default="", description="Namespace of deployments; empty: the context's.")
+    deploy_target: Literal["local", "kubernetes"] = Field(
+        default="local", description="Where `atoll deploy` puts a deployment when it names no target."
+    )
+    deploy_image: str = Field(
+        default="atoll:latest", description="The Atoll image Kubernetes deployments run (`atoll serve`)."
+    )
+    kube_mlflow_tracking_uri: str = Field(
+        default="", description="MLflow as pods reach it (init container); empty: mlflow_tracking_uri."
+    )
+    router_port: int = Field(default=8001, ge=1, le=65535, description="Port of `atoll router` under `up`.")
+    router_url: str = Field(default="", description="Callers' base URL of the router; empty: host + port.")
+    router_refresh_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Longest time the router serves a stale endpoint table."
+    )
+    reconcile_interval_seconds: int = Field(
+        default=30, ge=5, le=3600, description="How often the deployer re-applies desired state."
+    )
+    local_ready_timeout_seconds: int = Field(
+        default=120, ge=5, le=3600, description="Longest wait for a local model server to become ready."
+    )
     config: Path | None = Field(default=None, description="Path of atoll.toml (read, not a setting).")
 
-    @field_validator("url", "mlflow_tracking_uri")
+    @field_validator("url", "mlflow_tracking_uri", "kube_mlflow_tracking_uri", "router_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
@@ -78,6 +98,11 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'atoll.db'}"
+
+    @property
+    def effective_router_url(self) -> str:
+        """Where callers reach endpoints: `/endpoints/{name}/...` under this base."""
+        return self.router_url or f"http://{self.host}:{self.router_port}"
 
     @property
     def cookie_secure(self) -> bool:
@@ -143,6 +168,20 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a process the platform starts (a local model server, the router):
+    the platform's own, with its database, data directory and log settings, so settings
+    given in code (tests, `atoll up` flags) reach the child too."""
+    env = dict(os.environ)
+    env[f"{ENV_PREFIX}DATABASE_URL"] = settings.effective_database_url
+    env[f"{ENV_PREFIX}DATA_DIR"] = str(settings.data_dir.resolve())
+    env[f"{ENV_PREFIX}LOG_FORMAT"] = settings.log_format
+    env[f"{ENV_PREFIX}LOG_LEVEL"] = settings.log_level
+    if settings.backends_file is not None:
+        env[f"{ENV_PREFIX}BACKENDS_FILE"] = str(settings.backends_file.resolve())
+    return env
 
 
 @lru_cache(maxsize=1)

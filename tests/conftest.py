@@ -111,6 +111,20 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
     return f"sqlite:///{target}"
 
 
+@pytest.fixture(scope="module")
+def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database shared by one test module (for tests that build expensive state once)."""
+    if TEST_DB == "postgresql":
+        url, drop = _create_postgres_database()
+        migrate.upgrade(url)
+        yield url
+        drop()
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'atoll.db'}"
+        migrate.upgrade(url)
+        yield url
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)

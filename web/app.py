@@ -14,11 +14,14 @@ from sqlalchemy import Engine
 from atoll._version import __version__
 from atoll.backends import cached_catalog
 from atoll.db import make_engine, make_session_factory
+from atoll.deployer.lifecycle import DeployerContext
 from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings, get_settings
 from atoll.web import openapi, problems
 from atoll.web.api import audit as audit_api
 from atoll.web.api import auth as auth_api
+from atoll.web.api import deployments as deployments_api
+from atoll.web.api import endpoints as endpoints_api
 from atoll.web.api import events as events_api
 from atoll.web.api import jobs as jobs_api
 from atoll.web.api import registry as registry_api
@@ -50,7 +53,13 @@ PUBLIC_PATHS = frozenset(
 )
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    deployer: DeployerContext | None = None,
+) -> FastAPI:
+    """The app; `deployer` replaces the deployment targets made from `settings` (tests)."""
     settings = settings or get_settings()
     engine = engine or make_engine(settings.effective_database_url)
     catalog = cached_catalog(settings.backends_file)
@@ -71,6 +80,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.catalog = catalog
+    app.state.deployer = deployer or DeployerContext.from_settings(settings, catalog)
     app.state.mlflow = MlflowRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
     app.state.metrics_registry = registry
     app.add_middleware(HttpSemantics, routes=lambda: app.routes, max_body_bytes=settings.max_request_bytes)
@@ -84,6 +94,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         jobs_api,
         events_api,
         registry_api,
+        deployments_api,
+        endpoints_api,
         stats_api,
         portal_registry_views,
         portal_views,

@@ -18,6 +18,7 @@ from atoll.auth.policy import Principal, Scope
 from atoll.auth.secrets import constant_time_equal
 from atoll.backends import Catalog
 from atoll.db import unit_of_work
+from atoll.deployer.lifecycle import DeployerContext
 from atoll.errors import Forbidden, Unauthenticated, Unavailable
 from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings
@@ -48,8 +49,14 @@ def get_catalog(request: Request) -> Catalog:
     return catalog
 
 
+def get_deployer(request: Request) -> DeployerContext:
+    deployer: DeployerContext = request.app.state.deployer
+    return deployer
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+DeployerDep = Annotated[DeployerContext, Depends(get_deployer)]
 
 MLFLOW_NOT_CONFIGURED = (
     "MLflow is not configured: set ATOLL_MLFLOW_TRACKING_URI, or run `atoll up` (it embeds one)"

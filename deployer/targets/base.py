@@ -106,6 +106,10 @@ class RolloutStatus:
     revision: int | None
     events: list[TargetEvent] = field(default_factory=list)
     pods: list[PodState] = field(default_factory=list)
+    # Where the model server answers, when the target knows it better than the spec does
+    # (local: `http://127.0.0.1:<port>` of the running process). None: the service derives
+    # it from the spec (kubernetes: the Service's cluster DNS name).
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,12 @@ class DeploymentTarget(Protocol):
         """What `apply` would do, computed by the target itself without persisting anything."""
         ...
 
-    def apply(self, objects: list[Manifest]) -> ApplyResult:
-        """Make the objects so; applying the same objects twice changes nothing."""
+    def apply(self, objects: list[Manifest], *, force_conflicts: bool = False) -> ApplyResult:
+        """Make the objects so; applying the same objects twice changes nothing.
+
+        `force_conflicts` takes back fields someone else changed (the reconcile job's repair
+        of drift); without it such a change is an `ApplyConflict` naming who made it.
+        """
         ...
 
     def status(self, name: str) -> RolloutStatus:

@@ -1,4 +1,12 @@
-"""Commands that start processes: up, server, worker, db."""
+"""Commands that start processes: up, server, worker, router, db.
+
+`atoll up` also runs the local target's supervisor (one `atoll serve` per local
+deployment) and the router as a child process. Stopping it (Ctrl+C, SIGTERM) stops the
+router and drains and stops every local model server; their desired state stays in the
+database and under the data directory, so the next `atoll up` starts them again. If `up`
+dies without stopping (SIGKILL), the model servers keep running and the next `up` re-adopts
+each one that still answers as the same build.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +61,9 @@ def up(
 
     from atoll import bootstrap, migrate
     from atoll.db import make_engine, make_session_factory, unit_of_work
+    from atoll.deployer.routing.process import RouterProcess
+    from atoll.deployer.targets.supervisor import LocalSupervisor, SupervisorRunning
+    from atoll.errors import Unavailable
     from atoll.logs import configure_logging
     from atoll.registry.mlflow.embedded import EmbeddedMlflow
     from atoll.web.app import create_app
@@ -82,17 +93,31 @@ def up(
         console.print(f"  sign in as [bold]{admin.username}[/] (password set earlier)")
     console.print(f"  data in {settings.data_dir.resolve()}\n")
 
+    supervisor = LocalSupervisor.from_settings(settings)
+    try:
+        supervisor.start()
+    except SupervisorRunning as exc:
+        if embedded is not None:
+            embedded.stop()
+        fail(str(exc), 1)
+    router = RouterProcess(settings, host=bind_host, port=settings.router_port)
+    try:
+        console.print(f"  endpoints at [link]{router.start()}/endpoints/NAME/...[/link]\n")
+    except Unavailable as exc:
+        console.print(f"[yellow]warning:[/] {exc.detail}; endpoints are not served (see `atoll router`)")
     runner = _worker(settings, factory)
     thread = threading.Thread(target=runner.run_forever, name="worker", daemon=True)
     thread.start()
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit so the
-    # `finally` below still stops the worker and the embedded MLflow.
+    # `finally` below still stops the worker, the router, the model servers and MLflow.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(settings, engine=engine), host=bind_host, port=bind_port, log_config=None)
     finally:
         runner.stop()
         thread.join(timeout=10)
+        router.stop()
+        supervisor.stop(stop_servers=True)
         if embedded is not None:
             embedded.stop()
 
@@ -132,6 +157,30 @@ def worker() -> None:
     runner.run_forever()
 
 
+def router(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: router_port, 8001)")] = None,
+) -> None:
+    """Serve every endpoint's stable URL: /endpoints/NAME/... to its active deployment."""
+    import uvicorn
+
+    from atoll.deployer.routing.app import from_settings
+    from atoll.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        from_settings(settings),
+        host=host or settings.host,
+        port=port or settings.router_port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        backlog=2048,
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
@@ -165,4 +214,5 @@ def register(app: typer.Typer) -> None:
     app.command()(up)
     app.command()(server)
     app.command()(worker)
+    app.command()(router)
     app.add_typer(db_app, name="db")

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
+from typer.core import TyperGroup
 
 from atoll.cli.output import EXIT_FOR_STATUS, client, console, emit_json, fail, table
 from atoll.client import ClientError
@@ -292,6 +293,69 @@ def builds(
         raise typer.Exit(1)
 
 
+class _BuildsGroup(TyperGroup):
+    """`atoll builds MODEL VERSION` lists builds (the `show` command, kept short since CI
+    scripts call it); `atoll builds fetch URI DEST` is the pods' init container."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: typer vendors its own click
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+builds_app = typer.Typer(
+    cls=_BuildsGroup,
+    help="A version's builds per backend (`atoll builds MODEL VERSION`), and fetching one.",
+    no_args_is_help=True,
+)
+builds_app.command("show")(builds)
+
+
+@builds_app.command("fetch")
+def builds_fetch(
+    uri: Annotated[
+        str, typer.Argument(help="The build's MLflow artifact URI: runs:/<run>/atoll-builds/<backend>")
+    ],
+    dest: Annotated[
+        Path, typer.Argument(help="Directory to put model.onnx (or mlflow_model/) and build.json in")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Download a build's files from MLflow into DEST (what a pod's init container runs).
+
+    Talks to MLflow (ATOLL_MLFLOW_TRACKING_URI), not to the platform: pods need no token.
+    """
+    from atoll.cli.processes import _settings
+    from atoll.errors import AtollError
+    from atoll.registry.builds.manifest import BuildManifest
+    from atoll.registry.mlflow.adapter import MlflowRegistry
+
+    settings = _settings()
+    if not settings.mlflow_tracking_uri:
+        fail("set ATOLL_MLFLOW_TRACKING_URI: the build's files are in MLflow's artifact store", 2)
+    try:
+        MlflowRegistry(settings.mlflow_tracking_uri).download_build(uri, dest)
+        manifest = BuildManifest.load(dest)
+    except AtollError as exc:
+        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))
+    except (OSError, ValueError) as exc:
+        fail(f"{uri} did not give a build directory with a valid build.json: {exc}", 1)
+    summary = {
+        "uri": uri,
+        "dest": str(dest.resolve()),
+        "model": manifest.model_name,
+        "version": manifest.version,
+        "backend": manifest.backend,
+        "format": manifest.format,
+        "files": sorted(p.name for p in dest.iterdir()),
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        what = f"{manifest.model_name} v{manifest.version} ({manifest.backend}, {manifest.format})"
+        console.print(f"fetched {what} into {dest}", highlight=False)
+
+
 @policy_app.command("show")
 def policy_show(model: str, alias: str, as_json: JsonFlag = False) -> None:
     """The gates that apply to MODEL@ALIAS (`*` for the default)."""
@@ -323,4 +387,4 @@ def register(app: typer.Typer) -> None:
     app.command()(history)
     app.command()(rollback)
     app.command()(approve)
-    app.command("builds")(builds)
+    app.add_typer(builds_app, name="builds")

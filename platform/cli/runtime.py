@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from atoll.auth import service as auth_service
+from atoll.deployer.lifecycle import RECONCILE_JOB, ROLLOUT_JOB, DeployerContext
 from atoll.jobs import Handler
 from atoll.settings import Settings
 
@@ -14,11 +15,18 @@ SYNC_JOB = "registry.sync"
 EXPIRE_SESSIONS_JOB = "core.expire_sessions"
 
 
-def job_handlers(settings: Settings) -> dict[str, Handler]:
+def job_handlers(settings: Settings, deployer: DeployerContext | None = None) -> dict[str, Handler]:
+    from atoll.deployer import reconcile, rollouts
+
     def expire_sessions(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
         return {"expired": auth_service.expire_sessions(session)}
 
-    handlers: dict[str, Handler] = {EXPIRE_SESSIONS_JOB: expire_sessions}
+    context = deployer or DeployerContext.from_settings(settings)
+    handlers: dict[str, Handler] = {
+        EXPIRE_SESSIONS_JOB: expire_sessions,
+        ROLLOUT_JOB: rollouts.handler(context),
+        RECONCILE_JOB: reconcile.handler(context),
+    }
     if settings.mlflow_tracking_uri:
         from atoll.backends import cached_catalog
         from atoll.registry.builds.job import handler as build_handler
@@ -40,7 +48,7 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
 
 def schedules(settings: Settings) -> dict[str, float]:
     """Job kind → period in seconds; the worker enqueues each once per period."""
-    periodic = {EXPIRE_SESSIONS_JOB: 3600.0}
+    periodic = {EXPIRE_SESSIONS_JOB: 3600.0, RECONCILE_JOB: float(settings.reconcile_interval_seconds)}
     if settings.mlflow_tracking_uri:
         periodic[SYNC_JOB] = float(settings.sync_interval_seconds)
     return periodic

@@ -7,6 +7,8 @@ server is `Unavailable` naming the URI, so no caller needs to know MLflow's exce
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,6 +323,34 @@ class MlflowRegistry:
             lambda: self._client.log_artifacts(run_id, str(directory), artifact_path=artifact_path),
         )
         return f"runs:/{run_id}/{artifact_path}"
+
+    def download_build(self, artifact_uri: str, into: Path) -> Path:
+        """A build's files logged at `artifact_uri` (`runs:/<run>/atoll-builds/<backend>`), placed
+        directly in `into` (what a pod's init container does; see deployer/manifests.py)."""
+        from mlflow.artifacts import download_artifacts
+
+        if not artifact_uri.startswith("runs:/") or artifact_uri.count("/") < 3:
+            raise InvalidInput(
+                f"{artifact_uri!r} is not a build's artifact URI (runs:/<run>/atoll-builds/<backend>)"
+            )
+        into.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=into) as scratch:
+            local = Path(
+                self._call(
+                    f"download {artifact_uri}",
+                    lambda: download_artifacts(
+                        artifact_uri=artifact_uri, dst_path=scratch, tracking_uri=self.uri
+                    ),
+                )
+            )
+            if not local.is_dir() or not any(local.iterdir()):
+                raise NotFound(f"{artifact_uri}: no files there")
+            for entry in local.iterdir():
+                target = into / entry.name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                entry.replace(target)
+        return into
 
     def list_artifacts(self, run_id: str, path: str) -> list[str]:
         found = self._call(

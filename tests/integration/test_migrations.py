@@ -75,3 +75,50 @@ def test_upgrade_from_every_earlier_head_keeps_data(empty_database_url: str, sta
         assert connection.execute(text("SELECT username FROM users")).scalar_one() == "kept"
     engine.dispose()
     assert migrate.current(empty_database_url) == _revisions()[-1]
+
+
+DEPLOYER_TABLES = {
+    "endpoints",
+    "deployments",
+    "deployment_revisions",
+    "deployment_events",
+    "endpoint_routes",
+    "endpoint_changes",
+}
+
+
+def test_the_deployer_migration_upgrades_from_0003_and_downgrades_to_it(empty_database_url: str) -> None:
+    migrate.upgrade(empty_database_url, "0003")
+    assert not DEPLOYER_TABLES & _tables(empty_database_url)
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO builds (model_name, version, backend, status, created_at, emulated, note) "
+                "VALUES ('m', 1, 'cpu', 'succeeded', CURRENT_TIMESTAMP, false, '')"
+            )
+        )
+    migrate.upgrade(empty_database_url, "0004")
+    assert _tables(empty_database_url) >= DEPLOYER_TABLES
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO deployments (name, model_name, version, backend, build_id, target, replicas, spec, "
+                "state, revision, switch_on_ready, created_by, created_at, updated_at) VALUES ('m-v1-cpu', 'm', 1, "
+                "'cpu', 1, 'local', 1, '{}', 'pending', 1, true, 'a', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO endpoints (name, description, settings, created_by, created_at, updated_at) "
+                "VALUES ('e', '', '{}', 'a', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    over = text("INSERT INTO endpoint_routes (endpoint_id, deployment_id, weight) VALUES (1, 1, 101)")
+    with pytest.raises(DatabaseError), engine.begin() as connection:  # a weight is a percentage
+        connection.execute(over)
+    migrate.downgrade(empty_database_url, "0003")
+    assert not DEPLOYER_TABLES & _tables(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT model_name FROM builds")).scalar_one() == "m"
+    engine.dispose()

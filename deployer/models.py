@@ -1,0 +1,129 @@
+"""Deployer tables: deployments and their revisions and events, endpoints, their routes and history.
+
+The database holds the desired state: a deployment's `spec` (what the service rendered
+the target's objects from) and its `build_id`. Targets hold what runs; the rollout and
+reconcile jobs move the one towards the other.
+
+An endpoint's traffic is its `endpoint_routes`: (endpoint, deployment, weight) rows whose
+weights sum to 100. In this issue one route has 100 (the active deployment) and the
+others 0 (kept warm, blue/green); weighted splits use the same rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from atoll.db import Base, utcnow
+
+
+class Endpoint(Base):
+    """A stable name callers use: `/endpoints/{name}/...` on the router."""
+
+    __tablename__ = "endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Deployment(Base):
+    """A build running on a target, under a DNS-1123 name that names every object it owns."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        Index("ix_deployments_model_version", "model_name", "version"),
+        CheckConstraint("replicas >= 1", name="replicas_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    model_name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int]
+    backend: Mapped[str] = mapped_column(String(32))
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
+    target: Mapped[str] = mapped_column(String(16))  # local | kubernetes
+    replicas: Mapped[int] = mapped_column(default=1)
+    endpoint_id: Mapped[int | None] = mapped_column(ForeignKey("endpoints.id"), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the desired settings
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(default=1)
+    address: Mapped[str | None] = mapped_column(String(512))  # where the router forwards
+    switch_on_ready: Mapped[bool] = mapped_column(default=True)
+    rollout_job_id: Mapped[int | None]
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    available_at: Mapped[datetime | None]
+    undeployed_at: Mapped[datetime | None]
+
+
+class DeploymentRevision(Base):
+    """One desired state a deployment had: rollback re-applies the previous one as a new revision."""
+
+    __tablename__ = "deployment_revisions"
+    __table_args__ = (UniqueConstraint("deployment_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int]
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"))
+    version: Mapped[int]
+    replicas: Mapped[int]
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cause: Mapped[str] = mapped_column(String(16))  # deploy | update | rollback
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeploymentEvent(Base):
+    """What happened to a deployment, as Atoll saw it: state changes, repairs, switches."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    type: Mapped[str] = mapped_column(String(16))  # Normal | Warning
+    reason: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    revision: Mapped[int]
+    actor: Mapped[str] = mapped_column(String(64))
+
+
+class EndpointRoute(Base):
+    """A deployment's share of an endpoint's traffic, in percent (the routes sum to 100)."""
+
+    __tablename__ = "endpoint_routes"
+    __table_args__ = (CheckConstraint("weight >= 0 AND weight <= 100", name="weight_percent"),)
+
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True, unique=True
+    )
+    weight: Mapped[int]
+
+
+class EndpointChange(Base):
+    """History: every change of an endpoint's routes (weights by deployment name), who, why, which job."""
+
+    __tablename__ = "endpoint_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # create | attach | switch | detach
+    from_weights: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    to_weights: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[int | None]

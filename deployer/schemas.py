@@ -1,0 +1,183 @@
+"""Deployer API shapes: requests, and what a page, the CLI's `--json` or a script reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atoll.deployer.targets.base import ObjectDiff, PodLog, RolloutStatus
+from atoll.deployer.targets.select import TargetKind
+
+
+class DeployRequest(BaseModel):
+    """Deploy a version's build for one backend (and put it behind an endpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=256)
+    version: int = Field(ge=1)
+    backend: str = Field(min_length=1, max_length=32)
+    endpoint: str | None = Field(
+        default=None, description="Endpoint (DNS-1123 label) to serve it; created if new"
+    )
+    name: str | None = Field(
+        default=None,
+        description="Deployment name (DNS-1123); default MODEL-vVERSION-BACKEND. An existing "
+        "deployment of that name gets a new revision (a rolling update)",
+    )
+    target: TargetKind | None = Field(default=None, description="Default: the platform's deploy_target")
+    replicas: int = Field(default=1, ge=1, le=1000)
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=1000, description="Kubernetes: autoscale between replicas and this"
+    )
+    build_id: int | None = Field(default=None, ge=1, description="Default: the newest build of the backend")
+    switch: bool = Field(default=True, description="Make the endpoint serve it once it is available")
+    dry_run: bool = Field(default=False, description="Only preview: what the target would apply")
+    reason: str = Field(default="", max_length=2000)
+
+
+class DeploymentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    model_name: str
+    version: int
+    backend: str
+    build_id: int
+    target: str
+    replicas: int
+    endpoint: str | None = None
+    weight: int | None = Field(default=None, description="Its share of the endpoint's traffic, in percent")
+    state: str
+    reason: str | None
+    message: str | None
+    revision: int
+    address: str | None = Field(description="Where the router forwards the endpoint's traffic")
+    switch_on_ready: bool
+    rollout_job_id: int | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    available_at: datetime | None
+    undeployed_at: datetime | None
+
+
+class PreviewRead(BaseModel):
+    """What deploying would do, from the target's own dry run: nothing is written."""
+
+    deployment: str
+    target: str
+    revision: int = Field(description="The revision this would be")
+    build_id: int
+    objects: list[ObjectDiff]
+
+
+class DeploymentStatusRead(BaseModel):
+    deployment: DeploymentRead
+    rollout: RolloutStatus | None = Field(description="What the target reports now (None: unknown)")
+    target_error: str | None = Field(default=None, description="Why the target could not be asked")
+
+
+class EventRead(BaseModel):
+    at: datetime | None
+    source: Literal["atoll", "target"]
+    type: str
+    reason: str
+    message: str
+    object: str | None = None
+    count: int = 1
+    revision: int | None = None
+    actor: str | None = None
+
+
+class EventsRead(BaseModel):
+    events: list[EventRead]
+    target_error: str | None = None
+
+
+class LogsRead(BaseModel):
+    deployment: str
+    logs: list[PodLog]
+
+
+class RevisionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    revision: int
+    build_id: int
+    version: int
+    replicas: int
+    cause: str
+    created_by: str
+    created_at: datetime
+    current: bool = False
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class TargetHealthRead(BaseModel):
+    name: TargetKind
+    default: bool
+    reachable: bool
+    reason: str | None
+
+
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=63)
+    description: str = Field(default="", max_length=2000)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class RouteRead(BaseModel):
+    deployment: str
+    weight: int
+    state: str
+    model_name: str
+    version: int
+    backend: str
+    target: str
+
+
+class EndpointRead(BaseModel):
+    name: str
+    description: str
+    settings: dict[str, Any]
+    url: str = Field(description="The stable URL callers use")
+    active: str | None = Field(description="The deployment serving all traffic, if any")
+    routes: list[RouteRead]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SwitchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=63, description="The deployment to serve all traffic")
+    reason: str = Field(default="", max_length=2000)
+
+
+class EndpointChangeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    kind: str
+    from_weights: dict[str, int]
+    to_weights: dict[str, int]
+    actor: str
+    reason: str
+    job_id: int | None
+
+
+class UndeployRead(BaseModel):
+    deployment: DeploymentRead
+    deleted: list[str] = Field(description="What the target deleted, as kind/name")

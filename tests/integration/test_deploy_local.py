@@ -1,0 +1,403 @@
+"""The deployer on the local target, end to end, with real model servers and the real router.
+
+One platform per module (tests/integration/deploying.py): a real MLflow, two versions of a
+model built for the cpu backend by the build job, the supervisor running `atoll serve`
+processes, `atoll router` as a process, and a worker thread running the rollout jobs.
+Predictions go through the endpoint's stable URL, `/endpoints/{name}/v2/models/{m}/infer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner, Result
+
+from atoll.audit import AuditEvent
+from atoll.cli import app
+from atoll.db import unit_of_work
+from atoll.deployer.lifecycle import DeployerContext
+from atoll.deployer.models import Deployment
+from atoll.deployer.reconcile import reconcile
+from atoll.deployer.targets.localfiles import Layout
+from atoll.registry.models import Build
+
+from .deploying import Platform, infer_body, load_loop, platform, train
+
+__all__ = ["platform"]
+
+ROWS = [[0.5, -0.2, 0.1, 0.3], [-1.0, 0.4, 0.0, 2.0], [2.0, 1.0, -0.5, 0.0]]
+
+
+def labels_of(response: httpx.Response) -> list[int]:
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    return [int(v) for v in outputs["label"]["data"]]
+
+
+def expected_labels(seed: int) -> list[int]:
+    model, _ = train(seed)
+    return [int(v) for v in model.predict(np.asarray(ROWS))]
+
+
+def audit_actions(platform: Platform, target_id: str) -> list[str]:
+    with unit_of_work(platform.factory) as session:
+        return list(
+            session.scalars(
+                select(AuditEvent.action).where(AuditEvent.target_id == target_id).order_by(AuditEvent.id)
+            )
+        )
+
+
+def test_deploy_a_real_build_and_predict_through_the_endpoints_stable_url(platform: Platform) -> None:
+    started = time.monotonic()
+    created = platform.deploy(1, endpoint="scoring")
+    assert created["name"] == f"{platform.model}-v1-cpu"
+    assert created["state"] == "pending" and created["endpoint"] == "scoring" and created["weight"] == 0
+    available = platform.wait_state(created["name"], "available", "failed")
+    seconds = time.monotonic() - started
+    assert available["state"] == "available", available
+    assert available["address"].startswith("http://127.0.0.1:")
+    print(f"\nclick → available through the API and a job: {seconds:.1f} s")
+
+    answer = platform.infer("scoring", ROWS)
+    assert answer.headers["x-atoll-deployment"] == created["name"]
+    assert labels_of(answer) == expected_labels(1)
+    assert answer.json()["model_version"] == "1"
+    direct = httpx.post(f"{available['address']}/v2/models/{platform.model}/infer", json=infer_body(ROWS))
+    assert direct.json()["outputs"] == answer.json()["outputs"]
+
+    endpoint = platform.call("GET", "/api/v1/endpoints/scoring").json()
+    assert endpoint["active"] == created["name"]
+    assert endpoint["url"] == f"{platform.settings.effective_router_url}/endpoints/scoring"
+    history = platform.call("GET", "/api/v1/endpoints/scoring/history").json()["items"]
+    assert [h["kind"] for h in history] == ["switch", "attach", "create"]
+    switch = history[0]
+    assert switch["from_weights"] == {created["name"]: 0} and switch["to_weights"] == {created["name"]: 100}
+    assert (
+        switch["job_id"] == available["rollout_job_id"] and "deployed by deployer-admin" in switch["reason"]
+    )
+    assert audit_actions(platform, created["name"]) == ["deployment.create"]
+    assert audit_actions(platform, "scoring") == ["endpoint.create", "endpoint.attach", "endpoint.switch"]
+
+    events = platform.call("GET", f"/api/v1/deployments/{created['name']}/events").json()["events"]
+    reasons = [e["reason"] for e in events if e["source"] == "atoll"]
+    assert {"Created", "Applying", "Progressing", "Available", "Switched"} <= set(reasons)
+    assert {"Started", "Ready"} <= {e["reason"] for e in events if e["source"] == "target"}
+    logs = platform.call("GET", f"/api/v1/deployments/{created['name']}/logs", params={"tail": 50}).json()
+    assert "model ready" in logs["logs"][0]["text"]
+
+    unknown = httpx.post(f"{platform.router_url}/endpoints/nowhere/v2/models/x/infer", json={})
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert "no endpoint named 'nowhere'" in unknown.json()["detail"]
+    metrics = httpx.get(f"{platform.router_url}/metrics").text
+    assert (
+        f'atoll_router_requests_total{{code="200",deployment="{created["name"]}",endpoint="scoring"}}'
+        in metrics
+    )
+
+
+class TestRefusals:
+    def _count(self, platform: Platform) -> int:
+        with unit_of_work(platform.factory) as session:
+            return session.scalar(select(func.count()).select_from(Deployment)) or 0
+
+    def post(self, platform: Platform, **body: Any) -> httpx.Response:
+        return platform.call(
+            "POST",
+            "/api/v1/deployments",
+            json={"model": platform.model, "version": 1, "backend": "cpu", **body},
+        )
+
+    def test_a_name_that_is_not_dns_1123_is_422_before_anything_is_written(self, platform: Platform) -> None:
+        before = self._count(platform)
+        response = self.post(platform, name="Ranker_V1")
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "'Ranker_V1' is not a valid deployment name" in response.json()["detail"]
+        assert response.json()["field"] == "name"
+        bad_endpoint = self.post(platform, endpoint="Scoring!")
+        assert bad_endpoint.status_code == 422 and bad_endpoint.json()["field"] == "endpoint"
+        path = platform.call("GET", "/api/v1/deployments/Not_A_Name")
+        assert path.status_code == 422
+        assert self._count(platform) == before
+
+    def test_a_build_that_did_not_succeed_is_409_naming_it(self, platform: Platform) -> None:
+        before = self._count(platform)
+        response = self.post(platform, backend="gpu")
+        assert response.status_code == 409, response.text
+        build_id = platform.builds["1/gpu"]
+        assert f"build {build_id} of {platform.model} v1 (gpu) is failed" in response.json()["detail"]
+        assert response.json()["build_id"] == build_id
+        assert self.post(platform, version=9).status_code == 404
+        assert self._count(platform) == before
+
+    def test_an_unreachable_target_is_503_naming_the_reason(self, platform: Platform) -> None:
+        response = self.post(platform, target="kubernetes", name="on-kubernetes")
+        assert response.status_code == 503, response.text
+        assert "no-such-kubeconfig" in response.json()["detail"]
+        targets = {t["name"]: t for t in platform.call("GET", "/api/v1/targets").json()}
+        assert targets["local"]["reachable"] is True and targets["local"]["default"] is True
+        assert targets["kubernetes"]["reachable"] is False
+        assert "no-such-kubeconfig" in targets["kubernetes"]["reason"]
+
+    def test_the_local_target_runs_one_replica_and_a_viewer_cannot_deploy(self, platform: Platform) -> None:
+        response = self.post(platform, replicas=2)
+        assert response.status_code == 422 and "one model server per deployment" in response.json()["detail"]
+        viewer = platform.api.post(
+            "/api/v1/deployments",
+            headers=platform.viewer.headers,
+            json={"model": platform.model, "version": 1, "backend": "cpu"},
+        )
+        assert viewer.status_code == 403 and "`deploy` scope" in viewer.json()["detail"]
+
+
+def test_preview_shows_what_would_start_and_writes_nothing(platform: Platform) -> None:
+    body = {"model": platform.model, "version": 2, "backend": "cpu", "name": "preview-only", "dry_run": True}
+    response = platform.call("POST", "/api/v1/deployments", json=body)
+    assert response.status_code == 200, response.text
+    preview = response.json()
+    assert preview["deployment"] == "preview-only" and preview["target"] == "local"
+    [obj] = preview["objects"]
+    assert obj["kind"] == "LocalModelServer" and obj["action"] == "create"
+    assert "+  version: 2" in obj["diff"]
+    assert platform.call("GET", "/api/v1/deployments/preview-only").status_code == 404
+    assert not Layout(platform.settings.data_dir).desired("preview-only").exists()
+
+
+def test_switch_under_load_fails_no_request(platform: Platform) -> None:
+    blue = platform.deploy(1, endpoint="switching", name="switching-blue")
+    platform.wait_state(blue["name"], "available")
+    green = platform.deploy(2, endpoint="switching", name="switching-green", switch=False)
+    platform.wait_state(green["name"], "available")
+    assert platform.call("GET", "/api/v1/endpoints/switching").json()["active"] == "switching-blue"
+
+    def switch() -> None:
+        answer = platform.call(
+            "POST", "/api/v1/endpoints/switching/switch", json={"to": "switching-green", "reason": "v2"}
+        )
+        assert answer.status_code == 200, answer.text
+
+    url = f"{platform.router_url}/endpoints/switching/v2/models/{platform.model}/infer"
+    results = load_loop(url, infer_body([[0.1, 0.2, 0.3, 0.4]]), rate=40, seconds=6, during=switch)
+    failed = [r for r in results if r[1] != 200]
+    assert not failed, failed[:5]
+    served = [d for _, _, d in results]
+    assert served[0] == "switching-blue" and served[-1] == "switching-green"
+    first_green = served.index("switching-green")
+    assert all(d == "switching-green" for d in served[first_green + 5 * 40 // 10 :]), (
+        "flapped back after the switch"
+    )
+    print(f"\nswitch under load: {len(results)} requests, 0 failed")
+    endpoint = platform.call("GET", "/api/v1/endpoints/switching").json()
+    assert {r["deployment"]: r["weight"] for r in endpoint["routes"]} == {
+        "switching-green": 100,
+        "switching-blue": 0,
+    }
+    [change] = platform.call("GET", "/api/v1/endpoints/switching/history", params={"limit": 1}).json()[
+        "items"
+    ]
+    assert change["kind"] == "switch" and change["actor"] == "deployer-admin" and change["reason"] == "v2"
+
+    refused = platform.call("DELETE", "/api/v1/deployments/switching-green")
+    assert refused.status_code == 409 and "serves 100% of endpoint 'switching'" in refused.json()["detail"]
+    gone = platform.call("DELETE", "/api/v1/deployments/switching-blue", params={"reason": "v2 took over"})
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["deleted"] == ["LocalModelServer/switching-blue"]
+    assert gone.json()["deployment"]["state"] == "undeployed"
+    layout = Layout(platform.settings.data_dir)
+    deadline = time.monotonic() + 60
+    while layout.directory("switching-blue").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not layout.directory("switching-blue").exists(), "the supervisor did not stop and remove it"
+    assert platform.infer("switching").headers["x-atoll-deployment"] == "switching-green"
+    assert [
+        r["deployment"] for r in platform.call("GET", "/api/v1/endpoints/switching").json()["routes"]
+    ] == ["switching-green"]
+    assert audit_actions(platform, "switching-blue")[-1] == "deployment.undeploy"
+
+
+def test_an_update_rolls_out_a_new_revision_and_rollback_restores_the_previous(platform: Platform) -> None:
+    first = platform.deploy(1, endpoint="rolling", name="rolling-main")
+    platform.wait_state("rolling-main", "available")
+    assert platform.infer("rolling").json()["model_version"] == "1"
+    updated = platform.deploy(2, endpoint="rolling", name="rolling-main")
+    assert updated["revision"] == 2 and updated["state"] == "pending"
+    done = platform.wait_state("rolling-main", "available")
+    assert done["version"] == 2 and done["address"] != first.get("address")
+    assert platform.infer("rolling").json()["model_version"] == "2"
+    assert labels_of(platform.infer("rolling", ROWS)) == expected_labels(2)
+
+    rolled = platform.call(
+        "POST", "/api/v1/deployments/rolling-main/rollback", json={"reason": "v2 is worse"}
+    )
+    assert rolled.status_code == 202, rolled.text
+    assert rolled.json()["revision"] == 3 and rolled.json()["version"] == 1
+    platform.wait_state("rolling-main", "available")
+    deadline = time.monotonic() + 10
+    while platform.infer("rolling").json()["model_version"] != "1" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert platform.infer("rolling").json()["model_version"] == "1"
+    revisions = platform.call("GET", "/api/v1/deployments/rolling-main/revisions").json()
+    assert [(r["revision"], r["version"], r["cause"], r["current"]) for r in revisions] == [
+        (3, 1, "rollback", True),
+        (2, 2, "update", False),
+        (1, 1, "deploy", False),
+    ]
+    assert audit_actions(platform, "rolling-main") == [
+        "deployment.create",
+        "deployment.update",
+        "deployment.rollback",
+    ]
+
+
+def test_a_crashed_model_server_is_restarted_and_serves_again(platform: Platform) -> None:
+    created = platform.deploy(1, endpoint="crashing", name="crashing-main")
+    platform.wait_state(created["name"], "available")
+    status = platform.call("GET", "/api/v1/deployments/crashing-main/status").json()
+    [pod] = status["rollout"]["pods"]
+    pid = int(pod["name"].split("pid ")[1].rstrip(")"))
+    os.kill(pid, signal.SIGKILL)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = platform.call("GET", "/api/v1/deployments/crashing-main/status").json()
+        pods = status["rollout"]["pods"]
+        if status["rollout"]["phase"] == "available" and pods and pods[0]["restarts"] == 1:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"not restarted: {status}")
+    assert int(pods[0]["name"].split("pid ")[1].rstrip(")")) != pid
+    assert any(e["reason"] == "Exited" and "code -9" in e["message"] for e in status["rollout"]["events"])
+    assert platform.infer("crashing").status_code == 200  # the same port: the router's address holds
+
+
+def test_reconcile_puts_back_a_local_deployment_removed_behind_its_back(platform: Platform) -> None:
+    created = platform.deploy(1, name="drifting")
+    platform.wait_state("drifting", "available")
+    Layout(platform.settings.data_dir).desired("drifting").unlink()  # what an operator's `rm` does
+    context = DeployerContext.from_settings(platform.settings)
+    with unit_of_work(platform.factory) as session:
+        report = reconcile(session, context)
+    assert report["repaired"]["drifting"] == ["LocalModelServer/drifting created"], report
+    events = platform.call("GET", "/api/v1/deployments/drifting/events").json()["events"]
+    assert any(e["reason"] == "DriftRepaired" and e["type"] == "Warning" for e in events)
+    platform.wait_state(created["name"], "available")
+    assert audit_actions(platform, "drifting")[-1] == "deployment.reconcile"
+
+
+class TestCli:
+    """`atoll deploy`, `deployments`, `endpoints`, `undeploy` and `builds fetch` against the live
+    platform, as a CI job runs them (exit codes from the README)."""
+
+    @pytest.fixture(autouse=True)
+    def environment(self, platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        for key in list(os.environ):
+            if key.upper().startswith("ATOLL_") and not key.upper().startswith("ATOLL_TEST_"):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        monkeypatch.setenv("ATOLL_URL", platform.api_url)
+        monkeypatch.setenv("ATOLL_TOKEN", platform.admin.token)
+
+    def atoll(self, *args: str) -> Result:
+        return CliRunner().invoke(app, list(args), terminal_width=200)
+
+    def test_deploy_watch_list_switch_and_undeploy(self, platform: Platform) -> None:
+        model = platform.model
+        dry = self.atoll("deploy", model, "1", "--backend", "cpu", "--name", "cli-blue", "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        assert "create LocalModelServer/cli-blue" in dry.output and "nothing applied" in dry.output
+
+        blue = self.atoll(
+            "deploy", model, "1", "--backend", "cpu", "--endpoint", "cli", "--name", "cli-blue", "--json"
+        )
+        assert blue.exit_code == 0, blue.output
+        assert json.loads(blue.stdout)["deployment"]["state"] == "available"
+        green = self.atoll(
+            "deploy",
+            model,
+            "2",
+            "--backend",
+            "cpu",
+            "--endpoint",
+            "cli",
+            "--name",
+            "cli-green",
+            "--no-switch",
+        )
+        assert green.exit_code == 0, green.output
+        assert "cli-green revision 1: available" in green.output
+
+        listed = json.loads(self.atoll("deployments", "--endpoint", "cli", "--json").stdout)
+        assert {d["name"]: d["weight"] for d in listed["items"]} == {"cli-green": 0, "cli-blue": 100}
+        shown = self.atoll("deployments", "show", "cli-green")
+        assert shown.exit_code == 0 and "available" in shown.output and "revisions" in shown.output
+        assert "model ready" in self.atoll("deployments", "logs", "cli-green", "--tail", "20").output
+
+        switched = self.atoll("endpoints", "switch", "cli", "--to", "cli-green", "--reason", "v2 is better")
+        assert switched.exit_code == 0, switched.output
+        assert "cli now → cli-green" in switched.output
+        assert json.loads(self.atoll("endpoints", "show", "cli", "--json").stdout)["active"] == "cli-green"
+        history = json.loads(self.atoll("endpoints", "history", "cli", "--json").stdout)["items"]
+        assert [h["kind"] for h in history] == ["switch", "attach", "switch", "attach", "create"]
+        assert history[0]["reason"] == "v2 is better" and history[0]["actor"] == "deployer-admin"
+
+        refused = self.atoll("undeploy", "cli-green")
+        assert refused.exit_code == 5 and "serves 100% of endpoint 'cli'" in refused.output
+        done = self.atoll("undeploy", "cli-blue", "--json")
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["deleted"] == ["LocalModelServer/cli-blue"]
+        assert "cli-blue" not in self.atoll("deployments").output  # undeployed ones need --all
+        assert "cli-blue" in self.atoll("deployments", "--all").output
+
+    @pytest.mark.parametrize(
+        ("args", "code", "said"),
+        [
+            (["--name", "Bad_Name"], 2, "not a valid deployment name"),
+            (["--backend", "gpu", "--name", "cli-gpu"], 5, "is failed, not succeeded"),
+            (["--target", "kubernetes", "--name", "cli-kube"], 6, "no-such-kubeconfig"),
+            (["--replicas", "3", "--name", "cli-three"], 2, "one model server per deployment"),
+        ],
+    )
+    def test_refusals_exit_with_the_readmes_codes(
+        self, platform: Platform, args: list[str], code: int, said: str
+    ) -> None:
+        base = ["deploy", platform.model, "1"] + ([] if "--backend" in args else ["--backend", "cpu"])
+        result = self.atoll(*base, *args)
+        assert result.exit_code == code, result.output
+        assert said in " ".join(result.output.split())
+
+    def test_switching_to_a_deployment_of_another_endpoint_is_a_conflict(self, platform: Platform) -> None:
+        created = self.atoll("endpoints", "create", "cli-empty")
+        assert created.exit_code == 0, created.output
+        result = self.atoll("endpoints", "switch", "cli-empty", "--to", "nowhere-v1")
+        assert result.exit_code == 5 and "is not behind endpoint 'cli-empty'" in result.output
+        assert self.atoll("deployments", "show", "nope").exit_code == 4
+
+    def test_builds_fetch_downloads_a_builds_files_from_mlflow(
+        self, platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("ATOLL_MLFLOW_TRACKING_URI", platform.settings.mlflow_tracking_uri)
+        with unit_of_work(platform.factory) as session:
+            build = session.get(Build, platform.builds["1/cpu"])
+            assert build is not None and build.mlflow_artifact_uri and build.artifact_uri
+            uri, local = build.mlflow_artifact_uri, Path(build.artifact_uri)
+        dest = tmp_path / "pod-build"
+        fetched = self.atoll("builds", "fetch", uri, str(dest), "--json")
+        assert fetched.exit_code == 0, fetched.output
+        assert json.loads(fetched.stdout)["files"] == ["build.json", "model.onnx"]
+        assert (dest / "model.onnx").read_bytes() == (local / "model.onnx").read_bytes()
+        bad = self.atoll("builds", "fetch", "s3://bucket/x", str(tmp_path / "x"))
+        assert bad.exit_code == 2 and "is not a build's artifact URI" in bad.output
+        listed = self.atoll("builds", platform.model, "1", "--json")  # the list form still works
+        assert {b["backend"] for b in json.loads(listed.stdout)} == {"cpu", "gpu", "asic"}

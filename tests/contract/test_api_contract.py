@@ -22,6 +22,8 @@ import pytest
 
 from ..conftest import Platform
 
+pytestmark = pytest.mark.timeout(1800)  # a fuzzing run takes minutes on a loaded 2-core machine
+
 CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 SEED = int(os.environ.get("ATOLL_CONTRACT_SEED", "20261201"))
 EXAMPLES_PER_OPERATION = int(os.environ.get("ATOLL_CONTRACT_EXAMPLES", "40"))

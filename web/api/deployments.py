@@ -23,6 +23,7 @@ from atoll.deployer.schemas import (
 from atoll.deployer.states import State
 from atoll.schemas import Page
 from atoll.web.deps import Deployer, DeployerDep, PageDep, Reader, SessionDep
+from atoll.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["deployments"])
 
@@ -61,7 +62,9 @@ def list_deployments(
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
-@router.post("/deployments", status_code=status.HTTP_202_ACCEPTED, response_model=None)
+@router.post(
+    "/deployments", status_code=status.HTTP_202_ACCEPTED, response_model=None, responses=errors(409, 503)
+)
 def create_deployment(
     body: DeployRequest, principal: Deployer, session: SessionDep, deployer: DeployerDep, response: Response
 ) -> DeploymentRead | PreviewRead:
@@ -74,7 +77,8 @@ def create_deployment(
     return service.read(session, deployment)
 
 
-@router.post("/deployments/preview")
+# Not /deployments/preview: that path is also the deployment named "preview".
+@router.post("/deployment-previews", responses=errors(409, 503))
 def preview_deployment(
     body: DeployRequest, principal: Reader, session: SessionDep, deployer: DeployerDep
 ) -> PreviewRead:
@@ -124,7 +128,7 @@ def deployment_revisions(name: DeploymentName, principal: Reader, session: Sessi
     return service.revisions(session, name)
 
 
-@router.post("/deployments/{name}/rollback", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/deployments/{name}/rollback", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 503))
 def rollback_deployment(
     name: DeploymentName,
     principal: Deployer,
@@ -138,7 +142,7 @@ def rollback_deployment(
     return service.read(session, deployment)
 
 
-@router.delete("/deployments/{name}")
+@router.delete("/deployments/{name}", responses=errors(409, 503))
 def undeploy(
     name: DeploymentName,
     principal: Deployer,

@@ -10,6 +10,7 @@ from atoll.deployer import endpoints
 from atoll.deployer.schemas import EndpointChangeRead, EndpointCreate, EndpointRead, SwitchRequest
 from atoll.schemas import Page
 from atoll.web.deps import Deployer, PageDep, Reader, SessionDep, SettingsDep
+from atoll.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["endpoints"])
 
@@ -28,7 +29,7 @@ def list_endpoints(
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
-@router.post("/endpoints", status_code=status.HTTP_201_CREATED)
+@router.post("/endpoints", status_code=status.HTTP_201_CREATED, responses=errors(409))
 def create_endpoint(
     body: EndpointCreate, principal: Deployer, session: SessionDep, settings: SettingsDep
 ) -> EndpointRead:
@@ -46,7 +47,7 @@ def get_endpoint(
     return endpoints.read(session, endpoints.get(session, name), settings.effective_router_url)
 
 
-@router.post("/endpoints/{name}/switch")
+@router.post("/endpoints/{name}/switch", responses=errors(409))
 def switch_endpoint(
     name: EndpointName, body: SwitchRequest, principal: Deployer, session: SessionDep, settings: SettingsDep
 ) -> EndpointRead:

@@ -164,7 +164,7 @@ def _atoll_command() -> list[str]:
     return [str(script)]
 
 
-def _child_env(data_dir: Path, mlflow_port: int) -> dict[str, str]:
+def _child_env(data_dir: Path, mlflow_port: int, router_port: int) -> dict[str, str]:
     """The parent's environment without its ATOLL_ settings (an unknown one stops start-up)."""
     env = {
         key: value
@@ -176,6 +176,7 @@ def _child_env(data_dir: Path, mlflow_port: int) -> dict[str, str]:
         ATOLL_ADMIN_PASSWORD=ADMIN_PASSWORD,
         ATOLL_LOG_FORMAT="text",
         ATOLL_EMBEDDED_MLFLOW_PORT=str(mlflow_port),
+        ATOLL_ROUTER_PORT=str(router_port),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -197,13 +198,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """`atoll up` on a free loopback port, in a fresh working and data directory."""
     workdir = tmp_path_factory.mktemp("atoll-up")
     data_dir = workdir / "data"
-    port, mlflow_port = _free_port(), _free_port()
+    port, mlflow_port, router_port = _free_port(), _free_port(), _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "atoll-up.log"
     command = [*_atoll_command(), "up", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=workdir, env=_child_env(data_dir, mlflow_port), stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=workdir,
+            env=_child_env(data_dir, mlflow_port, router_port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def output() -> str:

@@ -22,6 +22,7 @@ import httpx
 import mlflow
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,6 +76,7 @@ class Platform:
     settings: Settings
     engine: Engine
     factory: sessionmaker[Session]
+    app: FastAPI
     api: TestClient
     admin: Caller
     viewer: Caller
@@ -185,7 +187,9 @@ def platform(
             )
             assert created.status_code == 201, created.text
         _build_cpu_only(factory, settings)
-        found = Platform(settings, engine, factory, api, admin, viewer, model, router, supervisor, worker)
+        found = Platform(
+            settings, engine, factory, app, api, admin, viewer, model, router, supervisor, worker
+        )
         with unit_of_work(factory) as session:
             for build in session.scalars(select(Build).where(Build.model_name == model)):
                 found.builds[f"{build.version}/{build.backend}"] = build.id

@@ -12,12 +12,15 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
@@ -30,6 +33,7 @@ from atoll.deployer.reconcile import reconcile
 from atoll.deployer.targets.localfiles import Layout
 from atoll.registry.models import Build
 
+from .conftest import sign_in
 from .deploying import Platform, infer_body, load_loop, platform, train
 
 __all__ = ["platform"]
@@ -401,3 +405,95 @@ class TestCli:
         assert bad.exit_code == 2 and "is not a build's artifact URI" in bad.output
         listed = self.atoll("builds", platform.model, "1", "--json")  # the list form still works
         assert {b["backend"] for b in json.loads(listed.stdout)} == {"cpu", "gpu", "asic"}
+
+
+class TestPortal:
+    """The Deployments pages and the one click, through the portal's forms (session + CSRF)."""
+
+    @pytest.fixture
+    def browser(self, platform: Platform) -> Iterator[tuple[TestClient, dict[str, str]]]:
+        with TestClient(platform.app, raise_server_exceptions=False) as client:
+            yield client, sign_in(client, platform.admin, page="/deployments")
+
+    def test_one_click_deploy_from_a_build_row(
+        self, platform: Platform, browser: tuple[TestClient, dict[str, str]]
+    ) -> None:
+        client, csrf = browser
+        version_page = client.get(f"/models/{platform.model}/versions/2")
+        build_id = platform.builds["2/cpu"]
+        link = f"/models/{platform.model}/versions/2/deploy?backend=cpu&amp;build_id={build_id}"
+        assert link in version_page.text
+        assert 'data-testid="deploy-gpu"' not in version_page.text  # a failed build has no Deploy
+
+        form = client.get(link.replace("&amp;", "&"))
+        assert form.status_code == 200
+        assert f'value="{platform.model}-v2-cpu"' in form.text
+        assert "no-such-kubeconfig" in form.text  # the unreachable target, with its reason
+
+        fields = {
+            "backend": "cpu",
+            "build_id": str(build_id),
+            "target": "local",
+            "endpoint": "portal",
+            "name": "portal-v2",
+            "replicas": "1",
+        }
+        base = f"/models/{platform.model}/versions/2/deploy"
+        preview = client.post(f"{base}/preview", data=fields, headers=csrf)
+        assert preview.status_code == 200
+        assert (
+            "create LocalModelServer/portal-v2" in preview.text
+            and 'data-testid="deploy-button"' in preview.text
+        )
+        assert platform.call("GET", "/api/v1/deployments/portal-v2").status_code == 404  # nothing yet
+
+        refused = client.post(f"{base}/preview", data={**fields, "name": "Portal_V2"}, headers=csrf)
+        assert refused.status_code == 200 and 'data-testid="refused"' in refused.text
+        assert "not a valid deployment name" in refused.text
+        unreachable = client.post(
+            f"{base}/preview", data={**fields, "target": "kubernetes", "name": "portal-k"}, headers=csrf
+        )
+        assert "the kubernetes target is unreachable" in unreachable.text
+        no_csrf = client.post(base, data=fields)
+        assert no_csrf.status_code == 403
+
+        deployed = client.post(base, data=fields, headers=csrf)
+        assert deployed.status_code == 204 and deployed.headers["HX-Redirect"] == "/deployments/portal-v2"
+        page = client.get("/deployments/portal-v2")
+        assert page.status_code == 200
+        assert 'hx-trigger="every 2s"' in page.text  # polling while the rollout runs
+        platform.wait_state("portal-v2", "available")
+        live = client.get("/deployments/portal-v2/live")
+        assert "every 2s" not in live.text and ">available<" in live.text  # polling stops
+        assert 'data-testid="pods"' in live.text and "127.0.0.1:" in live.text
+        assert "model ready" in client.get("/deployments/portal-v2/logs").text
+
+        listing = client.get("/deployments")
+        rows = listing.text.split('data-testid="deployments-table"', 1)[1]
+        row = rows.split('href="/deployments/portal-v2"', 1)[1].split("</tr>", 1)[0]
+        assert "available" in row and ">local<" in row and ">cpu<" in row and "portal" in row and "v2" in row
+
+        serving = client.post("/deployments/portal-v2/undeploy", data={}, headers=csrf)
+        assert serving.headers["HX-Retarget"] == "#action-result"  # the status block stays
+        assert "Not undeployed" in serving.text and "serves 100% of endpoint 'portal'" in unescape(
+            serving.text
+        )
+        forced = client.post(
+            "/deployments/portal-v2/undeploy", data={"force": "true", "reason": "done"}, headers=csrf
+        )
+        assert forced.status_code == 200 and ">undeployed<" in forced.text
+        nothing = client.post("/deployments/portal-v2/rollback", data={}, headers=csrf)
+        assert "Not rolled back" in nothing.text
+
+    def test_a_viewer_sees_pages_but_no_buttons(self, platform: Platform) -> None:
+        with TestClient(platform.app, raise_server_exceptions=False) as client:
+            csrf = sign_in(client, platform.viewer, page="/deployments")
+            assert client.get("/deployments").status_code == 200
+            form = client.get(f"/models/{platform.model}/versions/1/deploy?backend=cpu")
+            assert "needs the engineer role" in form.text and 'data-testid="deploy-form"' not in form.text
+            refused = client.post(
+                f"/models/{platform.model}/versions/1/deploy",
+                data={"backend": "cpu", "target": "local", "name": "viewer-try"},
+                headers=csrf,
+            )
+            assert "Not deployed" in refused.text and "`deploy` scope" in unescape(refused.text)

@@ -29,10 +29,6 @@ LOGIN_CSRF_COOKIE = "atoll_login_csrf"
 AUDIT_PAGE_SIZE = 50
 
 AREAS = {
-    "deployments": (
-        "Deployments",
-        "One-click deployment of a build to Kubernetes or a local target.",
-    ),
     "experiments": (
         "Experiments",
         "A/B experiments over an endpoint's deployments, with statistics.",

@@ -1,9 +1,10 @@
 """The router's ASGI app: `/endpoints/{name}/{path}` → the chosen deployment's model server.
 
-Bare ASGI (no framework on the request path) with one pooled `httpx.AsyncClient`.
-The request body is read whole and forwarded with the caller's headers (hop-by-hop ones
-dropped); the answer comes back with the model server's status, headers and body, plus
-`X-Atoll-Deployment` naming who answered. Problems are `application/problem+json`:
+Bare ASGI (no framework on the request path) with a pooled keep-alive HTTP/1.1 client to
+the model servers (`upstream.py`, where the reason is measured). The request body is read
+whole and forwarded with the caller's headers (hop-by-hop ones dropped); the answer comes
+back with the model server's status, headers and body, plus `X-Atoll-Deployment` naming
+who answered. Problems are `application/problem+json`:
 
 - 404: no endpoint of that name;
 - 503: the endpoint has no ready deployment with traffic, or its deployment does not
@@ -25,7 +26,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import httpx
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -33,6 +33,7 @@ from atoll.context import request_id_from
 from atoll.db import make_engine
 from atoll.deployer.routing.choice import EndpointRoutes, Route, choose
 from atoll.deployer.routing.table import TableCache, load
+from atoll.deployer.routing.upstream import Answer, Broken, Refused, TimedOut, Upstream
 from atoll.errors import PROBLEM_JSON, problem_body
 from atoll.settings import Settings
 
@@ -131,10 +132,8 @@ class RouterApp:
         self.loader = loader
         self.cache = TableCache(refresh_seconds=refresh_seconds)
         self.metrics = RouterMetrics()
-        self.timeout = httpx.Timeout(timeout_seconds, connect=2.0)
-        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self.upstream = Upstream(connect_timeout=2.0, timeout=timeout_seconds, max_idle=max_connections)
         self.draw = draw
-        self.client: httpx.AsyncClient | None = None
         self._refresher: asyncio.Task[None] | None = None
 
     # -- the endpoint table -----------------------------------------------------------------
@@ -156,15 +155,13 @@ class RouterApp:
             await self.refresh()
 
     async def startup(self) -> None:
-        self.client = httpx.AsyncClient(timeout=self.timeout, limits=self.limits, follow_redirects=False)
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever())
 
     async def shutdown(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
-        if self.client is not None:
-            await self.client.aclose()
+        await self.upstream.close()
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -240,12 +237,12 @@ class RouterApp:
             endpoint = self.cache.table.get(name, endpoint)
             route = choose(endpoint.routes, draw)
         failed: set[tuple[str, str | None]] = set()
-        response: httpx.Response | None = None
+        response: Answer | None = None
         while route is not None:
             try:
                 response = await self._forward(scope, route, rest, body, request_id)
                 break
-            except httpx.ConnectError:
+            except Refused:
                 # Refused: the request never reached a model server, so trying again is safe.
                 self.metrics.errors.labels(name, route.deployment, "connect").inc()
                 failed.add((route.deployment, route.address))
@@ -256,14 +253,14 @@ class RouterApp:
                 endpoint = self.cache.table.get(name, endpoint)
                 remaining = [r for r in endpoint.routes if (r.deployment, r.address) not in failed]
                 route = choose(remaining, draw)
-            except httpx.TimeoutException:
+            except TimedOut:
                 self.metrics.errors.labels(name, route.deployment, "timeout").inc()
                 detail = f"deployment {route.deployment} of endpoint {name!r} did not answer in time"
                 await _problem(send, 504, "Gateway timeout", detail, request_id, deployment=route.deployment)
                 return
-            except httpx.HTTPError as exc:
+            except Broken as exc:
                 self.metrics.errors.labels(name, route.deployment, "upstream").inc()
-                detail = f"deployment {route.deployment} of endpoint {name!r} broke off: {type(exc).__name__}"
+                detail = f"deployment {route.deployment} of endpoint {name!r} broke off: {exc}"
                 await _problem(send, 502, "Bad gateway", detail, request_id, deployment=route.deployment)
                 return
         if response is None or route is None:
@@ -275,24 +272,21 @@ class RouterApp:
                 detail = f"endpoint {name!r} has no ready deployment with traffic ({endpoint.describe()})"
             await _problem(send, 503, "Service unavailable", detail, request_id, endpoint=name)
             return
-        headers = [(key, value) for key, value in response.headers.raw if key.lower() not in HOP_BY_HOP]
+        headers = [(key, value) for key, value in response.headers if key not in HOP_BY_HOP]
         headers.append((DEPLOYMENT_HEADER, route.deployment.encode()))
-        await _answer(send, response.status_code, response.content, headers)
-        self.metrics.requests.labels(name, route.deployment, str(response.status_code)).inc()
+        await _answer(send, response.status, response.body, headers)
+        self.metrics.requests.labels(name, route.deployment, str(response.status)).inc()
         self.metrics.latency.labels(name, route.deployment).observe(time.perf_counter() - started)
 
-    async def _forward(
-        self, scope: Scope, route: Route, rest: str, body: bytes, request_id: str
-    ) -> httpx.Response:
-        assert self.client is not None
+    async def _forward(self, scope: Scope, route: Route, rest: str, body: bytes, request_id: str) -> Answer:
         assert route.address is not None
         query = scope.get("query_string", b"")
-        url = f"{route.address}/{rest}" + (f"?{query.decode('latin-1')}" if query else "")
+        target = f"/{rest}" + (f"?{query.decode('latin-1')}" if query else "")
         headers = [
             (k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP and k != b"x-request-id"
         ]
         headers.append((b"x-request-id", request_id.encode()))
-        return await self.client.request(scope["method"], url, content=body, headers=headers)
+        return await self.upstream.request(route.address, scope["method"], target, headers, body)
 
 
 def from_settings(settings: Settings) -> RouterApp:

@@ -92,6 +92,7 @@ def _change(
     change = EndpointChange(
         endpoint_id=endpoint.id,
         kind=kind,
+        split_salt=endpoint.split_salt,
         from_weights=before,
         to_weights=after,
         actor=actor_name(actor),
@@ -170,6 +171,7 @@ def switch(
     to: str,
     reason: str = "",
     job_id: int | None = None,
+    owner: str | None = None,
 ) -> EndpointChange | None:
     """All traffic to `to` at once; the others stay at 0, warm. None when `to` already had it all."""
     endpoint = get(session, name, lock=True)
@@ -188,6 +190,7 @@ def switch(
             "requests; wait for its rollout (atoll deployments show " + to + ")",
             field="to",
         )
+    check_owner(endpoint, owner, field="to")
     before = {d.name: r.weight for r, d in current}
     if before.get(to) == TOTAL_WEIGHT:
         return None
@@ -203,6 +206,84 @@ def switch(
         job_id=job_id,
         summary={"to": to},
     )
+
+
+def check_owner(endpoint: Endpoint, owner: str | None, *, field: str) -> None:
+    """While a canary or an experiment controls the split, only it may change the weights."""
+    if endpoint.traffic_owner is not None and endpoint.traffic_owner != owner:
+        raise Conflict(
+            f"endpoint {endpoint.name!r}'s traffic is controlled by {endpoint.traffic_owner}; "
+            "stop or abort it first (atoll canary abort / atoll ab stop)",
+            field=field,
+            owner=endpoint.traffic_owner,
+        )
+
+
+def set_weights(
+    session: Session,
+    *,
+    actor: Principal | None,
+    name: str,
+    to: Mapping[str, int],
+    reason: str = "",
+    kind: str = "split",
+    job_id: int | None = None,
+    owner: str | None = None,
+    salt: str | None = None,
+) -> EndpointChange | None:
+    """Set an endpoint's weights at once (deployments left out get 0). None when nothing changes.
+
+    The primitive under splits, canaries and experiments: every weighted change goes through
+    here, in the caller's transaction, so a split is never half-applied. `owner` must match
+    the endpoint's `traffic_owner` when one is set; `salt` (an experiment's own) replaces the
+    split salt, which reshuffles sticky units.
+    """
+    endpoint = get(session, name, lock=True)
+    check_owner(endpoint, owner, field="weights")
+    current = routes(session, endpoint)
+    by_name = {d.name: (r, d) for r, d in current}
+    strangers = sorted(set(to) - set(by_name))
+    if strangers:
+        behind = ", ".join(sorted(by_name)) or "none"
+        raise InvalidInput(
+            f"weights: {', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'} not behind endpoint "
+            f"{name!r} (its deployments: {behind})",
+            field="weights",
+        )
+    wanted = {deployment: to.get(deployment, 0) for deployment in by_name}
+    check_weights(wanted)
+    if sum(wanted.values()) != TOTAL_WEIGHT:
+        raise InvalidInput(f"weights: they sum to 0; they must sum to {TOTAL_WEIGHT}", field="weights")
+    for deployment_name, weight in wanted.items():
+        deployment = by_name[deployment_name][1]
+        if weight > 0 and deployment.state != states.AVAILABLE:
+            raise Conflict(
+                f"weights: deployment {deployment_name!r} is {deployment.state}, not available; it can "
+                "take traffic once its rollout is done",
+                field="weights",
+            )
+    before = {d.name: r.weight for r, d in current}
+    if before == wanted and (salt is None or salt == endpoint.split_salt):
+        return None
+    for route, deployment in current:
+        route.weight = wanted[deployment.name]
+    if salt is not None:
+        endpoint.split_salt = salt
+    return _change(session, endpoint, kind=kind, before=before, actor=actor, reason=reason, job_id=job_id)
+
+
+def claim_traffic(session: Session, *, name: str, owner: str) -> Endpoint:
+    """Make `owner` the only one who may change the split (409 if another holds it)."""
+    endpoint = get(session, name, lock=True)
+    check_owner(endpoint, owner, field="endpoint")
+    endpoint.traffic_owner = owner
+    return endpoint
+
+
+def release_traffic(session: Session, *, name: str, owner: str) -> None:
+    endpoint = get(session, name, lock=True)
+    if endpoint.traffic_owner == owner:
+        endpoint.traffic_owner = None
 
 
 def detach(
@@ -255,6 +336,8 @@ def read(session: Session, endpoint: Endpoint, router_url: str) -> EndpointRead:
             )
             for r, d in found
         ],
+        split_salt=endpoint.split_salt,
+        traffic_owner=endpoint.traffic_owner,
         created_by=endpoint.created_by,
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,

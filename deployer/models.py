@@ -11,6 +11,7 @@ others 0 (kept warm, blue/green); weighted splits use the same rows.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +21,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 from atoll.db import Base, utcnow
 
 
+def new_salt() -> str:
+    return secrets.token_hex(8)
+
+
 class Endpoint(Base):
-    """A stable name callers use: `/endpoints/{name}/...` on the router."""
+    """A stable name callers use: `/endpoints/{name}/...` on the router.
+
+    `split_salt` seeds sticky assignment: a unit goes where hash(salt, unit) falls, so the
+    same salt keeps every unit where it was while weights change, and a new salt (a new
+    experiment) reshuffles them. `traffic_owner` names who controls the split now
+    ("canary:12", "experiment:checkout-2"); while set, only that owner may change the weights.
+    """
 
     __tablename__ = "endpoints"
 
@@ -29,6 +40,8 @@ class Endpoint(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    split_salt: Mapped[str] = mapped_column(String(64), default=new_salt)
+    traffic_owner: Mapped[str | None] = mapped_column(String(128))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -121,7 +134,8 @@ class EndpointChange(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # create | attach | switch | detach
+    kind: Mapped[str] = mapped_column(String(16))  # create | attach | switch | split | detach | ...
+    split_salt: Mapped[str | None] = mapped_column(String(64))
     from_weights: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     to_weights: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     actor: Mapped[str] = mapped_column(String(64))

@@ -103,6 +103,16 @@ def _switch_endpoint(session: Session, deployment: Deployment) -> str | None:
     deployment.switch_on_ready = False
     endpoint = session.get(Endpoint, deployment.endpoint_id)
     assert endpoint is not None
+    if endpoint.traffic_owner is not None:
+        lifecycle.record(
+            session,
+            deployment,
+            "NotSwitched",
+            f"endpoint {endpoint.name}'s traffic is controlled by {endpoint.traffic_owner}: "
+            "it takes traffic when that owner gives it some",
+            actor=SYSTEM,
+        )
+        return endpoint.name
     change = endpoints.switch(
         session,
         actor=None,

@@ -154,6 +154,10 @@ class EndpointRead(BaseModel):
     url: str = Field(description="The stable URL callers use")
     active: str | None = Field(description="The deployment serving all traffic, if any")
     routes: list[RouteRead]
+    split_salt: str = Field(description="Seeds sticky assignment of units to deployments")
+    traffic_owner: str | None = Field(
+        description="Who controls the split now (a canary or an experiment); only it may change weights"
+    )
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -171,6 +175,7 @@ class EndpointChangeRead(BaseModel):
 
     at: datetime
     kind: str
+    split_salt: str | None
     from_weights: dict[str, int]
     to_weights: dict[str, int]
     actor: str

@@ -43,15 +43,21 @@ class InferenceEvent(Base):
 
 
 class ExposureEvent(Base):
+    """A unit first sent to a deployment under a split (the router writes one per unit and split).
+
+    `split` is the split's salt: an experiment's own salt, or the endpoint's. Analyses take a
+    unit's first exposure per split, so a duplicate from a second router replica is harmless.
+    """
+
     __tablename__ = "exposure_events"
-    __table_args__ = (Index("ix_exposure_events_experiment_arm", "experiment", "arm"),)
+    __table_args__ = (Index("ix_exposure_events_split_unit", "split", "unit_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ts: Mapped[datetime] = mapped_column(default=utcnow)
-    experiment: Mapped[str] = mapped_column(String(128))
-    arm: Mapped[str] = mapped_column(String(64))
+    split: Mapped[str] = mapped_column(String(64))
+    deployment: Mapped[str] = mapped_column(String(63))
     unit_id: Mapped[str] = mapped_column(String(128))
-    endpoint: Mapped[str | None] = mapped_column(String(128))
+    endpoint: Mapped[str] = mapped_column(String(63))
 
 
 class OutcomeEvent(Base):

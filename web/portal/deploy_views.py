@@ -10,13 +10,16 @@ through the CSRF-checked `Writer` and need the `deploy` scope, as the API does. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from atoll.auth.policy import Principal, Scope
 from atoll.deployer import desired, endpoints, lifecycle, service, states
+from atoll.deployer.lifecycle import DeployerContext
 from atoll.deployer.schemas import DeployRequest
 from atoll.errors import AtollError, Forbidden
 from atoll.registry import names
@@ -130,18 +133,14 @@ def rollback(
     deployer: DeployerDep,
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    try:
-        _need(principal, Scope.deploy)
-        service.rollback(session, deployer, actor=principal, name=name, reason=reason.strip())
-    except AtollError as exc:
-        return _refused(request, principal, exc, "Not rolled back", into="#action-result")
-    session.flush()
-    return render(
+    return _act(
         request,
-        "deployer/_live.html",
-        principal=principal,
-        can_deploy=True,
-        **_deployment_context(session, deployer, name),
+        principal,
+        session,
+        deployer,
+        name,
+        "Not rolled back",
+        lambda: service.rollback(session, deployer, actor=principal, name=name, reason=reason.strip()),
     )
 
 
@@ -155,11 +154,34 @@ def undeploy(
     force: Annotated[bool, Form()] = False,
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
+    return _act(
+        request,
+        principal,
+        session,
+        deployer,
+        name,
+        "Not undeployed",
+        lambda: service.undeploy(
+            session, deployer, actor=principal, name=name, force=force, reason=reason.strip()
+        ),
+    )
+
+
+def _act(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    deployer: DeployerContext,
+    name: str,
+    refused_title: str,
+    action: Callable[[], object],
+) -> Response:
+    """Run a deployment action for the deployment page; re-render its live part, or say why not."""
     try:
         _need(principal, Scope.deploy)
-        service.undeploy(session, deployer, actor=principal, name=name, force=force, reason=reason.strip())
+        action()
     except AtollError as exc:
-        return _refused(request, principal, exc, "Not undeployed", into="#action-result")
+        return _refused(request, principal, exc, refused_title, into="#action-result")
     session.flush()
     return render(
         request,

@@ -147,6 +147,7 @@ class Platform:
     admin_password: str
     data_dir: Path
     mlflow_url: str
+    router_url: str
 
 
 def _free_port() -> int:
@@ -227,7 +228,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             if time.monotonic() > deadline:
                 pytest.fail(f"`atoll up` did not answer /healthz in {START_TIMEOUT_S:.0f} s:\n{output()}")
             time.sleep(0.1)
-        yield Platform(url, ADMIN_USERNAME, ADMIN_PASSWORD, data_dir, f"http://127.0.0.1:{mlflow_port}")
+        yield Platform(
+            url,
+            ADMIN_USERNAME,
+            ADMIN_PASSWORD,
+            data_dir,
+            f"http://127.0.0.1:{mlflow_port}",
+            f"http://127.0.0.1:{router_port}",
+        )
     finally:
         _stop(process)
 

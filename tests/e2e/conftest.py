@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
@@ -66,6 +67,36 @@ def _sign_in(page: Page, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+@pytest.fixture(scope="module")
+def api(platform: Platform) -> Iterator[httpx.Client]:
+    """The API with an admin's token, for arranging what a test then does in the browser."""
+    login = httpx.post(
+        f"{platform.url}/api/v1/auth/token",
+        json={"username": platform.admin_username, "password": platform.admin_password, "token_name": "e2e"},
+    )
+    assert login.status_code == 201, login.text
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    with httpx.Client(base_url=platform.url, headers=headers, timeout=60) as client:
+        yield client
+
+
+def log_run(mlflow_url: str, auc: float) -> str:
+    """A small scikit-learn model logged to the platform's MLflow, as a team's training job would."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(mlflow_url)
+    features = np.arange(40, dtype=float).reshape(20, 2)
+    model = LogisticRegression().fit(features, (features[:, 0] > 20).astype(int))
+    with mlflow.start_run() as run:
+        mlflow.log_metric("auc", auc)
+        mlflow.sklearn.log_model(
+            model, name="model", input_example=features[:2], pip_requirements=["scikit-learn"]
+        )
+    return str(run.info.run_id)
 
 
 @pytest.fixture

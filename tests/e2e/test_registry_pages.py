@@ -8,47 +8,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import Platform
+from .conftest import Platform, log_run
 
 SCREENSHOTS = ("/tmp/atoll-model-page.png", "/tmp/atoll-version-page.png", "/tmp/atoll-models-list.png")
-
-
-@pytest.fixture(scope="module")
-def api(platform: Platform) -> Iterator[httpx.Client]:
-    login = httpx.post(
-        f"{platform.url}/api/v1/auth/token",
-        json={
-            "username": platform.admin_username,
-            "password": platform.admin_password,
-            "token_name": "e2e-registry",
-        },
-    )
-    assert login.status_code == 201, login.text
-    headers = {"Authorization": f"Bearer {login.json()['token']}"}
-    with httpx.Client(base_url=platform.url, headers=headers, timeout=60) as client:
-        yield client
-
-
-def _log_run(mlflow_url: str, auc: float) -> str:
-    import mlflow
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    mlflow.set_tracking_uri(mlflow_url)
-    features = np.arange(40, dtype=float).reshape(20, 2)
-    model = LogisticRegression().fit(features, (features[:, 0] > 20).astype(int))
-    with mlflow.start_run() as run:
-        mlflow.log_metric("auc", auc)
-        mlflow.sklearn.log_model(
-            model, name="model", input_example=features[:2], pip_requirements=["scikit-learn"]
-        )
-    return str(run.info.run_id)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +35,7 @@ def models(platform: Platform, api: httpx.Client) -> tuple[str, str]:
         (other, {"team": "fraud"}),
     ):
         created = api.post(
-            f"/api/v1/models/{name}/versions", json={"run_id": _log_run(platform.mlflow_url, 0.9), **body}
+            f"/api/v1/models/{name}/versions", json={"run_id": log_run(platform.mlflow_url, 0.9), **body}
         )
         assert created.status_code == 201, created.text
     return ranker, other

@@ -35,6 +35,13 @@ class DeployRequest(BaseModel):
     build_id: int | None = Field(default=None, ge=1, description="Default: the newest build of the backend")
     switch: bool = Field(default=True, description="Make the endpoint serve it once it is available")
     dry_run: bool = Field(default=False, description="Only preview: what the target would apply")
+    fault_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="TEST FAULT: the model server answers this share of predictions with 500 (for "
+        "canary rollback tests; never in production)",
+    )
     reason: str = Field(default="", max_length=2000)
 
 

@@ -101,7 +101,7 @@ def _spec(ctx: DeployerContext, request: DeployRequest, name: str, kind: str, bu
                 "--target kubernetes",
                 field="replicas",
             )
-        return desired.local_spec(name, build, request.endpoint)
+        return desired.local_spec(name, build, request.endpoint, fault_rate=request.fault_rate)
     return desired.kubernetes_spec(
         name,
         build,
@@ -110,6 +110,7 @@ def _spec(ctx: DeployerContext, request: DeployRequest, name: str, kind: str, bu
         max_replicas=request.max_replicas,
         namespace=ctx.targets.namespace(),
         settings=ctx.settings,
+        fault_rate=request.fault_rate,
     )
 
 

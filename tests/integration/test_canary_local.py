@@ -9,19 +9,26 @@ one), and a deployment that follows an alias.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner, Result
 
 from atoll.audit import AuditEvent
+from atoll.cli import app
 from atoll.db import unit_of_work
 from atoll.deployer.models import ShadowComparison
 
+from .conftest import sign_in
 from .deploying import Platform, infer_body, platform
 
 __all__ = ["platform"]
@@ -277,3 +284,61 @@ def test_a_deployment_following_an_alias_rolls_when_the_alias_moves(deployed: Pl
         json={"model": platform.model, "follow": "nowhere", "backend": "cpu", "name": "follows-nothing"},
     )
     assert unfollowable.status_code == 404 and unfollowable.json()["field"] == "follow"
+
+
+def test_the_endpoint_pages_fragments_show_the_canary_and_the_shadow(deployed: Platform) -> None:
+    """Runs after the tests above: the last canary was aborted, the last shadow stopped."""
+    with TestClient(deployed.app) as client:
+        csrf = sign_in(client, deployed.admin, page="/deployments")
+        canary = client.get(f"/endpoints/{ENDPOINT}/canary")
+        assert canary.status_code == 200 and 'data-testid="canary"' in canary.text
+        assert "aborted" in canary.text and "by hand" in canary.text
+        assert 'data-testid="canary-abort"' not in canary.text  # only a running canary has the button
+        shadow_page = client.get(f"/endpoints/{ENDPOINT}/shadow")
+        assert shadow_page.status_code == 200 and 'data-testid="shadow-summary"' in shadow_page.text
+        assert 'data-testid="shadow-start"' in shadow_page.text  # stopped: the form to start one again
+        started = client.post(
+            f"/endpoints/{ENDPOINT}/shadow", data={"to": STABLE, "share": "0.25"}, headers=csrf
+        )
+        assert started.status_code == 200 and "25 % of requests mirrored" in started.text
+        refused = client.post(
+            f"/endpoints/{ENDPOINT}/shadow", data={"to": STABLE, "share": "half"}, headers=csrf
+        )
+        assert 'data-testid="refused"' in refused.text and "is not a number" in refused.text
+        stopped = client.post(f"/endpoints/{ENDPOINT}/shadow/stop", headers=csrf)
+        assert stopped.status_code == 200 and "stopped" in stopped.text
+        no_csrf = client.post(f"/endpoints/{ENDPOINT}/shadow/stop")
+        assert no_csrf.status_code == 403
+        assert client.get("/endpoints/following/canary").text == ""  # nothing to show: an empty slot
+        assert client.get("/endpoints/no-such-endpoint/shadow").text == ""
+
+
+def test_the_cli_reads_and_refuses_with_the_readmes_exit_codes(
+    deployed: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key in list(os.environ):
+        if key.upper().startswith("ATOLL_") and not key.upper().startswith("ATOLL_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("ATOLL_URL", deployed.api_url)
+    monkeypatch.setenv("ATOLL_TOKEN", deployed.admin.token)
+
+    def atoll(*args: str) -> Result:
+        return CliRunner().invoke(app, list(args), terminal_width=200)
+
+    status = atoll("canary", "status", ENDPOINT, "--json")
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["state"] == "aborted"
+    bad_steps = atoll("canary", "start", ENDPOINT, "--to", STABLE, "--steps", "5,50", "--json")
+    assert bad_steps.exit_code == 2 and json.loads(bad_steps.stdout)["field"] == "steps"
+    bad_hold = atoll("canary", "start", ENDPOINT, "--to", STABLE, "--hold", "soon")
+    assert bad_hold.exit_code == 2 and "not a duration" in bad_hold.output
+    missing = atoll("canary", "status", "following")
+    assert missing.exit_code == 4 and "has had no canary" in missing.output
+    started = atoll("shadow", "start", ENDPOINT, "--to", STABLE, "--share", "0.5", "--json")
+    assert started.exit_code == 0, started.output
+    assert json.loads(started.stdout)["share"] == 0.5
+    again = atoll("shadow", "start", ENDPOINT, "--to", STABLE, "--share", "0.5")
+    assert again.exit_code == 5 and "already mirrors" in again.output
+    stopped = atoll("shadow", "stop", ENDPOINT)
+    assert stopped.exit_code == 0 and "stopped" in stopped.output

@@ -3,7 +3,7 @@
 Two local deployments of the same cpu build (primary serving, candidate warm at 0 %),
 `atoll router` as a process, and a paced load of one-row OIP requests at `--rate` a second
 for `--seconds`, three runs: shadow off, shadow on at `share=1.0` (the worst case: every
-request is mirrored and compared), and shadow off again (the machine's drift). Mirrors run
+request is mirrored and compared; `--share` for another), and shadow off again (the machine's drift). Mirrors run
 after the caller's answer on the router's event loop, so what they cost the caller is the
 event loop's time; that is what this measures. Prints each run's p50/p99 and the ratio
 on/off. Goal: p99 added by the shadow ≤ 1 ms at 200 req/s (one router process, loopback).
@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--share", type=float, default=1.0, help="Share mirrored (1.0: every request)")
     args = parser.parse_args()
     tool = f"wrk, {WRK_CONNECTIONS} paced connections" if shutil.which("wrk") else "Python open loop (no wrk)"
     with tempfile.TemporaryDirectory(prefix="atoll-bench-shadow-") as scratch:
@@ -84,7 +85,7 @@ def main() -> None:
             off = measure(endpoint_url, args.rate, args.seconds)
             with unit_of_work(factory) as session:
                 shadow.start(
-                    session, actor=None, name="bench", body=ShadowStart(to="bench-shadow", share=1.0)
+                    session, actor=None, name="bench", body=ShadowStart(to="bench-shadow", share=args.share)
                 )
             time.sleep(2 * settings.router_refresh_seconds + 0.5)
             measure(endpoint_url, args.rate, 2)  # warm the mirror's connections
@@ -104,7 +105,7 @@ def main() -> None:
             f"  shadow {name:9} {row['requests']:5d} requests, {row['failed']} failed, "
             f"p50 {row['p50']:6.2f} ms, p99 {row['p99']:7.2f} ms"
         )
-    print(f"  comparisons written: {compared} (share 1.0)")
+    print(f"  comparisons written: {compared} (share {args.share:g})")
     baseline_p50 = min(off["p50"], off_again["p50"])
     baseline_p99 = min(off["p99"], off_again["p99"])
     print(f"  ratio on/off: p50 {on['p50'] / baseline_p50:.2f}x, p99 {on['p99'] / baseline_p99:.2f}x")

@@ -54,7 +54,7 @@ def build_ref(build: Build) -> BuildRef:
     )
 
 
-def local_spec(name: str, build: Build, endpoint: str | None) -> dict[str, Any]:
+def local_spec(name: str, build: Build, endpoint: str | None, *, fault_rate: float = 0.0) -> dict[str, Any]:
     directory = Path(build.artifact_uri or "")
     if not build.artifact_uri or not directory.is_dir():
         raise Conflict(
@@ -70,8 +70,9 @@ def local_spec(name: str, build: Build, endpoint: str | None) -> dict[str, Any]:
         version=build.version,
         backend=build.backend,
         endpoint=endpoint,
+        fault_rate=fault_rate,
     )
-    return spec.model_dump(by_alias=True)
+    return local_server.dump(spec)
 
 
 def kubernetes_spec(
@@ -83,6 +84,7 @@ def kubernetes_spec(
     max_replicas: int | None,
     namespace: str,
     settings: Settings,
+    fault_rate: float = 0.0,
 ) -> dict[str, Any]:
     build_ref(build)  # refuses a build a pod cannot fetch, before anything else
     tracking = settings.kube_mlflow_tracking_uri or settings.mlflow_tracking_uri
@@ -100,6 +102,7 @@ def kubernetes_spec(
         min_replicas=replicas,
         max_replicas=max(max_replicas or replicas, replicas),
         mlflow_tracking_uri=tracking,
+        env={"ATOLL_SERVE_FAULT_RATE": str(fault_rate)} if fault_rate else {},
     )
     return spec.model_dump()
 

@@ -32,6 +32,7 @@ class LocalServerSpec(BaseModel):
     backend: str = Field(min_length=1)
     endpoint: str | None = None
     drain_seconds: int = Field(default=10, alias="drainSeconds", ge=0, le=3600)
+    fault_rate: float = Field(default=0.0, alias="faultRate", ge=0, le=1)  # a test fault (docs/deployment.md)
 
 
 def render(spec: LocalServerSpec) -> Manifest:
@@ -48,8 +49,15 @@ def render(spec: LocalServerSpec) -> Manifest:
                 "atoll.dev/build": str(spec.build_id),
             },
         },
-        "spec": spec.model_dump(by_alias=True, exclude={"name"}),
+        "spec": dump(spec, exclude={"name"}),
     }
+
+
+def dump(spec: LocalServerSpec, *, exclude: set[str] | None = None) -> dict[str, Any]:
+    """The spec as stored and rendered; a zero fault rate is left out, so specs written before
+    the flag existed compare equal (no restart of every server after an upgrade)."""
+    leave_out = set(exclude or ()) | (set() if spec.fault_rate else {"fault_rate"})
+    return spec.model_dump(by_alias=True, exclude=leave_out)
 
 
 def parse(obj: Manifest) -> LocalServerSpec:
@@ -65,4 +73,6 @@ def serve_command(python: str, spec: LocalServerSpec, port: int) -> list[str]:
     args += ["--port", str(port), "--deployment", spec.name, "--drain-seconds", str(spec.drain_seconds)]
     if spec.endpoint:
         args += ["--endpoint", spec.endpoint]
+    if spec.fault_rate:
+        args += ["--fault-rate", str(spec.fault_rate)]
     return args

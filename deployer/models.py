@@ -141,3 +141,100 @@ class EndpointChange(Base):
     actor: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
     job_id: Mapped[int | None]
+
+
+# --- progressive delivery: canaries, shadows, alias-following (issue 14) ----------------------
+
+
+class Canary(Base):
+    """A progressive move of an endpoint's traffic from `stable` to `candidate`, step by step.
+
+    `steps` are the candidate's weights in percent (e.g. [5, 25, 50, 100]); `step_index` is
+    the step being held (-1 before the job set the first). `baseline` holds each deployment's
+    model-server counters when the step started, so the guardrails judge deltas of this step
+    only; `reading` is the last judgement (the values the portal and `canary status` show).
+    """
+
+    __tablename__ = "canaries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    stable: Mapped[str] = mapped_column(String(63))
+    candidate: Mapped[str] = mapped_column(String(63))
+    steps: Mapped[list[int]] = mapped_column(JSON)
+    hold_seconds: Mapped[float]
+    hold_requests: Mapped[int | None]
+    max_error_rate: Mapped[float]
+    max_p99_ratio: Mapped[float | None]
+    max_p99_added_ms: Mapped[float | None]
+    min_requests: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running | succeeded | failed | aborted
+    step_index: Mapped[int] = mapped_column(default=-1)
+    step_started_at: Mapped[datetime | None]
+    baseline: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reading: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)
+    job_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class Shadow(Base):
+    """Mirror `share` of an endpoint's requests to `candidate`, after the caller has its answer."""
+
+    __tablename__ = "shadows"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    candidate: Mapped[str] = mapped_column(String(63))
+    share: Mapped[float]
+    kind: Mapped[str] = mapped_column(String(16), default="auto")  # auto | label | score | ranking
+    top_k: Mapped[int] = mapped_column(default=10)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # active | stopped
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_by: Mapped[str | None] = mapped_column(String(64))
+    stopped_at: Mapped[datetime | None]
+
+
+class ShadowComparison(Base):
+    """One mirrored request: how the candidate's prediction compared with the primary's.
+
+    Written by the router through `atoll.events.BatchWriter` (append-only, batched, off the
+    request path). A candidate that failed or timed out has its status and no comparison.
+    """
+
+    __tablename__ = "shadow_comparisons"
+    __table_args__ = (Index("ix_shadow_comparisons_endpoint_candidate_ts", "endpoint", "candidate", "ts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+    endpoint: Mapped[str] = mapped_column(String(63))
+    candidate: Mapped[str] = mapped_column(String(63))
+    primary_deployment: Mapped[str] = mapped_column(String(63))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(16))  # label | score | ranking
+    agreement: Mapped[float | None]
+    max_abs_diff: Mapped[float | None]
+    rank_overlap: Mapped[float | None]
+    primary_latency_ms: Mapped[float]
+    candidate_latency_ms: Mapped[float | None]
+    candidate_status: Mapped[int]  # HTTP status; 0 when no answer came (refused, timed out)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeploymentFollow(Base):
+    """A deployment that follows `model_name@alias`: it rolls when the alias moves."""
+
+    __tablename__ = "deployment_follows"
+    __table_args__ = (Index("ix_deployment_follows_model_alias", "model_name", "alias"),)
+
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_name: Mapped[str] = mapped_column(String(256))
+    alias: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,8 +17,17 @@ class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=256)
-    version: int = Field(ge=1)
+    version: int | None = Field(
+        default=None, ge=1, description="The version; leave it out to serve what `follow` points to"
+    )
     backend: str = Field(min_length=1, max_length=32)
+    follow: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Follow an alias (ALIAS or MODEL@ALIAS): the deployment serves the version the alias "
+        "points to and rolls when it moves (the endpoint's settings.on_alias_move: switch or canary)",
+    )
     endpoint: str | None = Field(
         default=None, description="Endpoint (DNS-1123 label) to serve it; created if new"
     )
@@ -35,6 +44,13 @@ class DeployRequest(BaseModel):
     build_id: int | None = Field(default=None, ge=1, description="Default: the newest build of the backend")
     switch: bool = Field(default=True, description="Make the endpoint serve it once it is available")
     dry_run: bool = Field(default=False, description="Only preview: what the target would apply")
+    fault_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="TEST FAULT: the model server answers this share of predictions with 500 (for "
+        "canary rollback tests; never in production)",
+    )
     reason: str = Field(default="", max_length=2000)
 
 
@@ -51,6 +67,7 @@ class DeploymentRead(BaseModel):
     replicas: int
     endpoint: str | None = None
     weight: int | None = Field(default=None, description="Its share of the endpoint's traffic, in percent")
+    follow: str | None = Field(default=None, description="The alias it follows (MODEL@ALIAS), if any")
     state: str
     reason: str | None
     message: str | None

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from atoll import audit
 from atoll.auth.policy import Principal
 from atoll.db import utcnow
-from atoll.deployer import desired, endpoints, lifecycle, states
+from atoll.deployer import desired, endpoints, follows, lifecycle, states
 from atoll.deployer.lifecycle import DeployerContext
 from atoll.deployer.models import Deployment, DeploymentEvent, DeploymentRevision, Endpoint, EndpointRoute
 from atoll.deployer.schemas import (
@@ -50,6 +50,7 @@ def _reachable(target: DeploymentTarget, kind: str) -> None:
 
 def _build(session: Session, request: DeployRequest) -> Build:
     """The build to deploy: the one named, else the backend's newest; it must have succeeded."""
+    assert request.version is not None  # follows.resolve() ran
     what = f"{request.model} v{request.version} ({request.backend})"
     if request.build_id is not None:
         build = session.get(Build, request.build_id)
@@ -101,7 +102,7 @@ def _spec(ctx: DeployerContext, request: DeployRequest, name: str, kind: str, bu
                 "--target kubernetes",
                 field="replicas",
             )
-        return desired.local_spec(name, build, request.endpoint)
+        return desired.local_spec(name, build, request.endpoint, fault_rate=request.fault_rate)
     return desired.kubernetes_spec(
         name,
         build,
@@ -110,6 +111,7 @@ def _spec(ctx: DeployerContext, request: DeployRequest, name: str, kind: str, bu
         max_replicas=request.max_replicas,
         namespace=ctx.targets.namespace(),
         settings=ctx.settings,
+        fault_rate=request.fault_rate,
     )
 
 
@@ -117,6 +119,7 @@ def _plan(
     session: Session, ctx: DeployerContext, request: DeployRequest
 ) -> tuple[str, str, Build, dict[str, Any]]:
     """Everything checked before any write: (name, target kind, build, spec)."""
+    assert request.version is not None  # follows.resolve() ran
     name = require_deployment_name(
         request.name or desired.default_name(request.model, request.version, request.backend)
     )
@@ -158,6 +161,7 @@ def _objects(
 
 def preview(session: Session, ctx: DeployerContext, request: DeployRequest) -> PreviewRead:
     """The target's own dry run against what is live; nothing is written anywhere."""
+    request = follows.resolve(session, request)
     name, kind, build, spec = _plan(session, ctx, request)
     target = ctx.targets.get(kind)
     _reachable(target, kind)
@@ -171,6 +175,7 @@ def deploy(
     session: Session, ctx: DeployerContext, *, actor: Principal | None, request: DeployRequest
 ) -> Deployment:
     """Record the desired deployment (a new one, or a new revision of one) and queue its rollout."""
+    request = follows.resolve(session, request)
     name, kind, build, spec = _plan(session, ctx, request)
     target = ctx.targets.get(kind)
     _reachable(target, kind)
@@ -182,6 +187,7 @@ def deploy(
             and deployment.spec == spec
             and deployment.replicas == request.replicas
         ):
+            follows.record(session, deployment, request, actor=who)
             return deployment  # the same desired state: nothing to roll out
         cause, action = "update", "deployment.update"
     elif deployment is not None:
@@ -198,7 +204,7 @@ def deploy(
         lifecycle.move(session, deployment, states.PENDING, actor=who, message="a new revision")
     deployment.model_name, deployment.version, deployment.backend = (
         request.model,
-        request.version,
+        build.version,
         request.backend,
     )
     deployment.build_id, deployment.spec, deployment.replicas = build.id, spec, request.replicas
@@ -206,6 +212,7 @@ def deploy(
     deployment.revision += 1
     deployment.updated_at = utcnow()
     session.flush()
+    follows.record(session, deployment, request, actor=who)
     session.add(
         DeploymentRevision(
             deployment_id=deployment.id,
@@ -249,6 +256,7 @@ def deploy(
             "revision": deployment.revision,
             "job_id": job.id,
             "reason": request.reason,
+            "follow": request.follow,
         },
     )
     session.flush()
@@ -399,7 +407,13 @@ def read(session: Session, deployment: Deployment) -> DeploymentRead:
     route = session.get(EndpointRoute, (deployment.endpoint_id, deployment.id)) if endpoint else None
     found = DeploymentRead.model_validate(deployment)
     return found.model_copy(
-        update={"endpoint": endpoint.name if endpoint else None, "weight": route.weight if route else None}
+        update={
+            "endpoint": endpoint.name if endpoint else None,
+            "weight": route.weight if route else None,
+            "follow": f"{deployment.model_name}@{alias}"
+            if (alias := follows.followed_alias(session, deployment))
+            else None,
+        }
     )
 
 

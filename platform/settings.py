@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     local_ready_timeout_seconds: int = Field(
         default=120, ge=5, le=3600, description="Longest wait for a local model server to become ready."
     )
+    serve_fault_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="TEST FAULT: share of predictions `atoll serve` answers 500 (canary rollback tests).",
+    )
     config: Path | None = Field(default=None, description="Path of atoll.toml (read, not a setting).")
 
     @field_validator("url", "mlflow_tracking_uri", "kube_mlflow_tracking_uri", "router_url")

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from atoll import audit
+from atoll import audit, jobs
 from atoll.auth.policy import Principal, Scope
 from atoll.db import utcnow
 from atoll.errors import AtollError, Conflict, Forbidden
@@ -29,6 +29,7 @@ from atoll.registry.service import cached_model, check_owner, get_version
 from atoll.registry.sync import sync_model
 
 LOCK_TTL = timedelta(minutes=5)
+ALIAS_MOVED_JOB = "registry.alias_moved"  # payload: model, alias, from, to, kind; the deployer handles it
 DEFAULT_MODEL = "*"
 BUILT_IN_POLICIES = {"production": PolicyIn(protected=True, gates=Gates(required_role="approver"))}
 
@@ -261,6 +262,13 @@ def _move_locked(
         target_type="model_alias",
         target_id=f"{name}@{alias}",
         summary={"from": from_version, "to": version, "forced": forced, "reason": reason},
+    )
+    # Deployments that follow the alias roll to the new version: the deployer handles this job
+    # (the registry never imports the deployer). In this transaction, so no move goes unannounced.
+    jobs.enqueue(
+        session,
+        kind=ALIAS_MOVED_JOB,
+        payload={"model": name, "alias": alias, "from": from_version, "to": version, "kind": kind},
     )
     session.flush()
     registry.set_alias(name, alias, str(version))

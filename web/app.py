@@ -27,11 +27,13 @@ from atoll.web.api import jobs as jobs_api
 from atoll.web.api import registry as registry_api
 from atoll.web.api import stats as stats_api
 from atoll.web.api import system as system_api
+from atoll.web.api import traffic as traffic_api
 from atoll.web.http_semantics import HttpSemantics
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
 from atoll.web.portal import deploy_views as portal_deploy_views
 from atoll.web.portal import registry_views as portal_registry_views
 from atoll.web.portal import stats_views as portal_stats_views
+from atoll.web.portal import traffic_views as portal_traffic_views
 from atoll.web.portal import views as portal_views
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -97,9 +99,11 @@ def create_app(
         registry_api,
         deployments_api,
         endpoints_api,
+        traffic_api,
         stats_api,
         portal_registry_views,
         portal_deploy_views,
+        portal_traffic_views,
         portal_views,
         portal_stats_views,
     ):

@@ -31,7 +31,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from atoll.context import request_id_from
 from atoll.db import make_engine
+from atoll.deployer.routing import shadow
 from atoll.deployer.routing.choice import EndpointRoutes, Route, choose
+from atoll.deployer.routing.shadow import ShadowMirror
 from atoll.deployer.routing.table import TableCache, load
 from atoll.deployer.routing.upstream import Answer, Broken, Refused, TimedOut, Upstream
 from atoll.errors import PROBLEM_JSON, problem_body
@@ -128,8 +130,10 @@ class RouterApp:
         timeout_seconds: float = 60.0,
         max_connections: int = 512,
         draw: Callable[[], float] = random.random,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         self.loader = loader
+        self.shadow = shadow  # mirrors a share of requests to a shadow candidate (routing/shadow.py)
         self.cache = TableCache(refresh_seconds=refresh_seconds)
         self.metrics = RouterMetrics()
         self.upstream = Upstream(connect_timeout=2.0, timeout=timeout_seconds, max_idle=max_connections)
@@ -148,6 +152,8 @@ class RouterApp:
             return
         self.cache.store(table)
         self.metrics.table_loads.labels("ok").inc()
+        if self.shadow is not None:
+            await self.shadow.refresh()
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -161,6 +167,8 @@ class RouterApp:
     async def shutdown(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+        if self.shadow is not None:
+            await self.shadow.close()
         await self.upstream.close()
 
     # -- ASGI -------------------------------------------------------------------------------
@@ -277,6 +285,9 @@ class RouterApp:
         await _answer(send, response.status, response.body, headers)
         self.metrics.requests.labels(name, route.deployment, str(response.status)).inc()
         self.metrics.latency.labels(name, route.deployment).observe(time.perf_counter() - started)
+        if self.shadow is not None:  # after the caller has its answer; never awaited
+            elapsed = time.perf_counter() - started
+            self.shadow.after(scope, rest, body, request_id, name, route.deployment, response, elapsed)
 
     async def _forward(self, scope: Scope, route: Route, rest: str, body: bytes, request_id: str) -> Answer:
         assert route.address is not None
@@ -292,4 +303,8 @@ class RouterApp:
 def from_settings(settings: Settings) -> RouterApp:
     """The router over the platform database that `settings` name."""
     engine = make_engine(settings.effective_database_url)
-    return RouterApp(lambda: load(engine), refresh_seconds=settings.router_refresh_seconds)
+    return RouterApp(
+        lambda: load(engine),
+        refresh_seconds=settings.router_refresh_seconds,
+        shadow=shadow.from_engine(engine),
+    )

@@ -12,6 +12,7 @@ delays it. Every other path goes to the Starlette app (health, metadata, /metric
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,6 +197,11 @@ class PredictionApp:
                 payload, binary = decode(body, binary_split)
                 rows = parse(payload, model.signature, server.config.max_rows, binary)
                 model.check_rows(rows)
+            if server.config.fault_rate and random.random() < server.config.fault_rate:
+                metrics.error(route.route, "injected")
+                rate = server.config.fault_rate
+                detail = f"an injected test fault (--fault-rate {rate:g}); quote {request_id}"
+                return _problem_answer(Problem(500, "Injected fault", detail), request_id)
             try:  # out of `announce()`: the batcher waits for announced requests, not this one
                 outputs = await batcher.submit(rows)
             except BatcherClosed as exc:

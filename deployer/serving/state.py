@@ -40,6 +40,7 @@ class ServerConfig:
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     threads: int | None = None
+    fault_rate: float = 0.0  # a test fault: this share of predictions answers 500 (--fault-rate)
     catalog: Catalog = field(default_factory=load_catalog)  # the default catalog when none is given
 
 

@@ -83,9 +83,12 @@ def _report(found: dict[str, Any]) -> None:
 
 
 def deploy(
-    model: str,
-    version: int,
+    model: Annotated[str, typer.Argument(help="MODEL, or MODEL@ALIAS to follow the alias")],
     backend: Annotated[str, typer.Option(help="The build's backend: gpu, asic, cpu...")],
+    version: Annotated[int | None, typer.Argument(help="The version (none when following an alias)")] = None,
+    follow: Annotated[
+        str | None, typer.Option(help="Follow this alias: roll when it moves (the endpoint's on_alias_move)")
+    ] = None,
     endpoint: Annotated[str | None, typer.Option(help="Endpoint to serve it (created if new)")] = None,
     name: Annotated[str | None, typer.Option(help="Deployment name (default MODEL-vVERSION-BACKEND)")] = None,
     target: Annotated[str | None, typer.Option(help="local or kubernetes (default: the platform's)")] = None,
@@ -101,10 +104,15 @@ def deploy(
     reason: Annotated[str, typer.Option(help="Why; kept in the events and the audit")] = "",
     as_json: JsonFlag = False,
 ) -> None:
-    """Deploy a version's build; watch the rollout. Exit 1 when it fails."""
+    """Deploy a version's build (or follow an alias); watch the rollout. Exit 1 when it fails."""
+    if "@" in model:
+        model, _, follow = model.partition("@")
+    if version is None and follow is None:
+        fail("give a VERSION, or MODEL@ALIAS (or --follow ALIAS) to follow an alias", 2)
     body = {
         "model": model,
         "version": version,
+        "follow": follow,
         "backend": backend,
         "endpoint": endpoint,
         "name": name,

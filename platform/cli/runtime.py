@@ -16,7 +16,7 @@ EXPIRE_SESSIONS_JOB = "core.expire_sessions"
 
 
 def job_handlers(settings: Settings, deployer: DeployerContext | None = None) -> dict[str, Handler]:
-    from atoll.deployer import reconcile, rollouts
+    from atoll.deployer import canary, following, reconcile, rollouts
 
     def expire_sessions(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
         return {"expired": auth_service.expire_sessions(session)}
@@ -26,6 +26,9 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
         EXPIRE_SESSIONS_JOB: expire_sessions,
         ROLLOUT_JOB: rollouts.handler(context),
         RECONCILE_JOB: reconcile.handler(context),
+        canary.CANARY_JOB: canary.handler(),
+        following.ALIAS_MOVED_JOB: following.handler(context),
+        following.FOLLOW_CANARY_JOB: following.canary_handler(),
     }
     if settings.mlflow_tracking_uri:
         from atoll.backends import cached_catalog

@@ -40,6 +40,14 @@ def serve(
         int | None, typer.Option(min=1, help="ONNX Runtime intra-op threads (default: half the cores)")
     ] = None,
     drain_seconds: Annotated[float, typer.Option(min=0, help="Longest graceful drain on SIGTERM")] = 30.0,
+    fault_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="TEST FAULT: answer this share of predictions with 500 (default ATOLL_SERVE_FAULT_RATE, 0)",
+        ),
+    ] = None,
 ) -> None:
     """Serve one build: Open Inference Protocol v2, MLflow /invocations, /metrics."""
     import tempfile
@@ -76,6 +84,7 @@ def serve(
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             threads=threads,
             catalog=catalog,
+            fault_rate=settings.serve_fault_rate if fault_rate is None else fault_rate,
         )
         run_server(
             config,

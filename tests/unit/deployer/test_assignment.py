@@ -175,7 +175,7 @@ class TestDeterminism:
             "units, weights = json.load(sys.stdin);"
             "print(json.dumps([assign('salt', u, weights) for u in units]))"
         )
-        there = subprocess.run(  # noqa: S603 -- our own interpreter
+        there = subprocess.run(
             [sys.executable, "-c", code],
             input=json.dumps([units, weights]),
             capture_output=True,

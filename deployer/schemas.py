@@ -186,3 +186,53 @@ class EndpointChangeRead(BaseModel):
 class UndeployRead(BaseModel):
     deployment: DeploymentRead
     deleted: list[str] = Field(description="What the target deleted, as kind/name")
+
+
+class SplitRequest(BaseModel):
+    """An endpoint's weights at once, in percent summing to 100; deployments left out get 0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, int] = Field(
+        min_length=1,
+        description="Deployment name → percent of the traffic (integers 0..100 summing to 100)",
+        examples=[{"scoring-v1-cpu": 90, "scoring-v2-cpu": 10}],
+    )
+    reason: str = Field(default="", max_length=2000)
+
+
+class EndpointUpdate(BaseModel):
+    """Change an endpoint's description or settings; a setting given as null goes back to its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    settings: dict[str, Any] | None = Field(
+        default=None,
+        description="Merged into the endpoint's settings (JSON merge patch). Known keys: unit_header "
+        "(the header carrying the unit key, default X-Atoll-Unit), unit_field (a JSON body field "
+        "holding it, a dotted path such as customer.id; in an OIP v2 body, the input tensor of that name)",
+        examples=[{"unit_field": "customer.id"}],
+    )
+    reason: str = Field(default="", max_length=2000)
+
+
+class ServedRouteRead(BaseModel):
+    deployment: str
+    weight: int
+    model_name: str | None = Field(description="None when the deployment's record is gone")
+    version: int | None
+    backend: str | None
+    build_id: int | None
+    revision: int | None = Field(description="The deployment's revision in force at that time")
+
+
+class ServedAtRead(BaseModel):
+    """What served an endpoint's traffic at one moment, from its history and the deployments' revisions."""
+
+    endpoint: str
+    at: datetime
+    change_at: datetime | None = Field(description="When the split in force then was set (None: none yet)")
+    change_kind: str | None
+    split_salt: str | None
+    routes: list[ServedRouteRead] = Field(description="Every deployment behind it then, by weight")

@@ -110,7 +110,8 @@ def unit_keys(salt: str, units: Sequence[str]) -> UnitKeys:
     keys = _mix_array(np.uint64(name_key(salt)) ^ lengths)
     for column in range(words.shape[1]):
         mixed = _mix_array(keys ^ words[:, column].astype(np.uint64))
-        keys = np.where(word_counts > column, mixed, keys)
+        inside = word_counts > column
+        keys = mixed if inside.all() else np.where(inside, mixed, keys)
     return keys
 
 
@@ -138,22 +139,25 @@ def assign(salt: str, unit: str, weights: Mapping[str, int]) -> str | None:
 
 def pick_many(keys: UnitKeys, candidates: Sequence[tuple[str, int]]) -> npt.NDArray[np.intp]:
     """For each key, the index into `candidates` of its deployment (-1 when no weight is > 0)."""
-    best = np.full(len(keys), -1, dtype=np.intp)
-    best_score = np.full(len(keys), np.inf)
-    for index, (deployment, weight) in enumerate(candidates):
-        if weight <= 0:
-            continue
+    live = [(index, name, weight) for index, (name, weight) in enumerate(candidates) if weight > 0]
+    if not live:
+        return np.full(len(keys), -1, dtype=np.intp)
+    scores = np.empty((len(live), len(keys)))
+    for row, (_, deployment, weight) in enumerate(live):
         bits = _mix_array(keys ^ np.uint64(name_key(deployment))) >> np.uint64(11)
-        draws = (bits.astype(np.float64) + 0.5) * _TO_UNIT
-        scores = -np.log(draws) / weight
-        better = scores < best_score
-        best = np.where(better, index, best)
-        best_score = np.where(better, scores, best_score)
-    return best
+        draws = scores[row]
+        np.add(bits, 0.5, out=draws, casting="unsafe")
+        draws *= _TO_UNIT
+        np.log(draws, out=draws)
+        draws *= -1.0 / weight
+    indices = np.array([index for index, _, _ in live], dtype=np.intp)
+    chosen: npt.NDArray[np.intp] = indices[np.argmin(scores, axis=0)]
+    return chosen
 
 
 def assign_many(salt: str, units: Sequence[str], weights: Mapping[str, int]) -> list[str | None]:
     """`assign` for many units at once."""
     candidates = list(weights.items())
-    names: list[str | None] = [name for name, _ in candidates]
-    return [names[i] if i >= 0 else None for i in pick_many(unit_keys(salt, units), candidates).tolist()]
+    names = np.array([name for name, _ in candidates] + [None], dtype=object)  # index -1 → None
+    result: list[str | None] = names[pick_many(unit_keys(salt, units), candidates)].tolist()
+    return result

@@ -21,17 +21,23 @@ from atoll.auth.policy import Principal
 from atoll.db import utcnow
 from atoll.deployer import states
 from atoll.deployer.models import Deployment, Endpoint, EndpointChange, EndpointRoute
-from atoll.deployer.schemas import EndpointRead, RouteRead
+from atoll.deployer.schemas import UNIT_FIELD_PATTERN, UNIT_HEADER_PATTERN, EndpointRead, RouteRead
 from atoll.errors import Conflict, InvalidInput, NotFound
 
 TOTAL_WEIGHT = 100
 _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
-_FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63}){0,7}$")
-# Settings the platform reads, each with its check (a value of None means "the default").
+# Settings the platform reads, each with its check (a value of None means "the default"; a
+# full match, so no trailing newline slips through `$`); the API's EndpointSettings states
+# the same patterns in the OpenAPI document.
 SETTINGS_RULES: dict[str, tuple[re.Pattern[str], str]] = {
-    "unit_header": (_HEADER_NAME, "a header name of letters, digits and '-', e.g. X-Customer-Id"),
-    "unit_field": (_FIELD_PATH, "a JSON field or a dotted path to one, e.g. customer.id"),
+    "unit_header": (
+        re.compile(UNIT_HEADER_PATTERN),
+        "a header name of letters, digits and '-', e.g. X-Customer-Id",
+    ),
+    "unit_field": (
+        re.compile(UNIT_FIELD_PATTERN),
+        "a JSON field or a dotted path to one, e.g. customer.id",
+    ),
 }
 
 
@@ -66,7 +72,7 @@ def check_settings(patch: Mapping[str, object]) -> None:
                 f"settings: {key!r} is not a setting of an endpoint (known: {known})", field="settings"
             )
         pattern, what = SETTINGS_RULES[key]
-        if value is not None and not (isinstance(value, str) and pattern.match(value)):
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
             raise InvalidInput(f"settings: {key} must be {what}; got {value!r}", field="settings")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,12 +129,36 @@ class TargetHealthRead(BaseModel):
     reason: str | None
 
 
+UNIT_HEADER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
+UNIT_FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63}){0,7}$"
+
+
+class EndpointSettings(BaseModel):
+    """What the router reads from an endpoint's settings; null (or absent) means the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit_header: str | None = Field(
+        default=None,
+        pattern=UNIT_HEADER_PATTERN,
+        description="The header carrying a request's unit key (default X-Atoll-Unit)",
+        examples=["X-Customer-Id"],
+    )
+    unit_field: str | None = Field(
+        default=None,
+        pattern=UNIT_FIELD_PATTERN,
+        description="A JSON body field holding the unit key, a dotted path (customer.id); in an OIP v2 "
+        "body, the input tensor (first value) or request parameter of that name",
+        examples=["customer.id"],
+    )
+
+
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=63)
     description: str = Field(default="", max_length=2000)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: EndpointSettings = Field(default_factory=EndpointSettings)
 
 
 class RouteRead(BaseModel):
@@ -193,7 +217,7 @@ class SplitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weights: dict[str, int] = Field(
+    weights: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
         min_length=1,
         description="Deployment name → percent of the traffic (integers 0..100 summing to 100)",
         examples=[{"scoring-v1-cpu": 90, "scoring-v2-cpu": 10}],
@@ -207,11 +231,10 @@ class EndpointUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = Field(default=None, max_length=2000)
-    settings: dict[str, Any] | None = Field(
+    settings: EndpointSettings | None = Field(
         default=None,
-        description="Merged into the endpoint's settings (JSON merge patch). Known keys: unit_header "
-        "(the header carrying the unit key, default X-Atoll-Unit), unit_field (a JSON body field "
-        "holding it, a dotted path such as customer.id; in an OIP v2 body, the input tensor of that name)",
+        description="Merged into the endpoint's settings: the keys given change, a null puts one back "
+        "to its default, the keys left out stay",
         examples=[{"unit_field": "customer.id"}],
     )
     reason: str = Field(default="", max_length=2000)

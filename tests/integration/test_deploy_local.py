@@ -450,7 +450,7 @@ class TestCli:
         reset = self.atoll("endpoints", "set", "traffic", "--reset", "unit_field")
         assert reset.exit_code == 0 and "settings defaults" in reset.output
         typo = self.atoll("endpoints", "set", "traffic", "--reset", "unit_feild")
-        assert typo.exit_code == 2 and "'unit_feild' is not a setting" in typo.output
+        assert typo.exit_code == 2 and "settings.unit_feild" in typo.output
 
 
 class TestPortal:
@@ -703,7 +703,11 @@ class TestTraffic:
             == 200
         )
         typo = platform.call("PATCH", "/api/v1/endpoints/traffic", json={"settings": {"unit_feild": "x"}})
-        assert typo.status_code == 422 and typo.json()["field"] == "settings"
+        assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "settings.unit_feild"
+        newline = platform.call(
+            "PATCH", "/api/v1/endpoints/traffic", json={"settings": {"unit_header": "X-A\n"}}
+        )
+        assert newline.status_code == 422
 
         for weights, field_said in [
             ({blue: 60, green: 30}, "they sum to 90"),

@@ -44,7 +44,11 @@ def create_endpoint(
 ) -> EndpointRead:
     """An endpoint with no deployment yet (deploying with `endpoint` creates one too)."""
     created = endpoints.create(
-        session, actor=principal, name=body.name, description=body.description, settings=body.settings
+        session,
+        actor=principal,
+        name=body.name,
+        description=body.description,
+        settings=body.settings.model_dump(exclude_none=True),
     )
     return endpoints.read(session, created, settings.effective_router_url)
 
@@ -66,7 +70,7 @@ def update_endpoint(
         actor=principal,
         name=name,
         description=body.description,
-        settings=body.settings,
+        settings=body.settings.model_dump(exclude_unset=True) if body.settings else None,
         reason=body.reason,
     )
     return endpoints.read(session, updated, settings.effective_router_url)

@@ -91,7 +91,8 @@ class RouterMetrics:
         self.errors = Counter(
             "atoll_router_errors",
             "Requests the router could not route or forward, and failed attempts (kind: no_endpoint, "
-            "no_deployment, bad_unit, connect, upstream (broke off), timeout, unavailable (answered 503))",
+            "no_deployment, bad_unit, connect, upstream (broke off), timeout, unavailable (its "
+            "deployments were gone: answered 503))",
             (*labels, "kind"),
             registry=self.registry,
         )
@@ -275,7 +276,6 @@ class RouterApp:
             await self.refresh()
             endpoint = self.cache.table.get(name, endpoint)
             route = pick(endpoint.routes)
-        assigned = route
         retry_safe = is_idempotent(scope["method"], f"/{rest}")
         gone: list[tuple[Route, str]] = []  # (route, why) of each attempt that found no server
         response: Answer | None = None
@@ -310,7 +310,7 @@ class RouterApp:
         headers = [(key_, value) for key_, value in response.headers if key_ not in HOP_BY_HOP]
         headers.append((DEPLOYMENT_HEADER, route.deployment.encode()))
         await _answer(send, response.status, response.body, headers)
-        if unit is not None and not gone and route is assigned:
+        if unit is not None and not gone:  # served where its assignment sends it
             self.exposures.record(endpoint=name, split=endpoint.salt, deployment=route.deployment, unit=unit)
         self.metrics.requests.labels(name, route.deployment, str(response.status)).inc()
         self.metrics.latency.labels(name, route.deployment).observe(time.perf_counter() - started)
@@ -340,11 +340,11 @@ class RouterApp:
         rest: str,
         request_id: str,
     ) -> None:
-        self.metrics.errors.labels(name, gone[0][0].deployment if gone else "-", "unavailable").inc()
         if not gone:
             self.metrics.errors.labels(name, "-", "no_deployment").inc()
             detail = f"endpoint {name!r} has no ready deployment with traffic ({endpoint.describe()})"
         else:
+            self.metrics.errors.labels(name, gone[0][0].deployment, "unavailable").inc()
             detail = f"endpoint {name!r}: " + "; then ".join(why for _, why in gone)
             if len(gone) == 1 and not retry_safe:
                 detail += f"; not retried: {method} /{rest} may have reached it and is not idempotent"

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
 from atoll.audit import AuditEvent
@@ -610,13 +610,16 @@ class TestTraffic:
         assert answer.status_code == 200, answer.text
         return answer.headers["x-atoll-deployment"]
 
-    def exposures(self, platform: Platform, expected: int) -> list[tuple[str, str]]:
+    def exposures(self, platform: Platform, split: str, expected: int) -> list[tuple[str, str]]:
+        """The exposures of UNITS under `split`, once at least `expected` are written (10 s at most)."""
         deadline = time.monotonic() + 10
         while True:
             with unit_of_work(platform.factory) as session:
                 rows = session.execute(
                     select(ExposureEvent.unit_id, ExposureEvent.deployment).where(
-                        ExposureEvent.endpoint == "traffic"
+                        ExposureEvent.endpoint == "traffic",
+                        ExposureEvent.split == split,
+                        ExposureEvent.unit_id.in_(self.UNITS),
                     )
                 ).all()
             if len(rows) >= expected or time.monotonic() > deadline:
@@ -636,15 +639,14 @@ class TestTraffic:
         assigned = {unit: assign(endpoint["split_salt"], unit, weights) for unit in self.UNITS}
         assert set(assigned.values()) == {blue, green}
         deadline = time.monotonic() + 10  # the router's table: refreshed every 0.5 s here
-        probe = next(u for u, d in assigned.items() if d == green)
+        probes = (f"probe-{i}" for i in range(100))  # not one of UNITS: their exposures come later
+        probe = next(u for u in probes if assign(endpoint["split_salt"], u, weights) == green)
         while self.served_by(platform.router_url, platform, probe) != green and time.monotonic() < deadline:
             time.sleep(0.1)
 
-        with unit_of_work(platform.factory) as session:
-            session.execute(delete(ExposureEvent).where(ExposureEvent.endpoint == "traffic"))
         for _ in range(2):
             assert {u: self.served_by(platform.router_url, platform, u) for u in self.UNITS} == assigned
-        rows = self.exposures(platform, len(self.UNITS))
+        rows = self.exposures(platform, endpoint["split_salt"], len(self.UNITS))
         assert sorted(rows) == sorted(assigned.items()), "one exposure per unit, where it was assigned"
 
         second = RouterProcess(platform.settings, host="127.0.0.1", port=free_port())
@@ -656,7 +658,7 @@ class TestTraffic:
             assert {u: self.served_by(second.url, platform, u) for u in self.UNITS} == assigned
         finally:
             second.stop()
-        rows = self.exposures(platform, 3 * len(self.UNITS))
+        rows = self.exposures(platform, endpoint["split_salt"], 3 * len(self.UNITS))
         assert Counter(unit for unit, _ in rows) == dict.fromkeys(self.UNITS, 3)  # once per process
         assert {(unit, deployment) for unit, deployment in rows} == set(assigned.items())
         metrics = httpx.get(f"{platform.router_url}/metrics").text

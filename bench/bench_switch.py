@@ -109,6 +109,7 @@ function done(summary, latency, requests)
   end
   print(string.format("p50_us=%%d p99_us=%%d", latency:percentile(50), latency:percentile(99)))
 end
+%s
 """
 
 
@@ -116,11 +117,13 @@ def _pairs(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in text.split())
 
 
-def wrk(url: str, rate: float, seconds: float, halfway: Any = None) -> dict[str, Any]:
-    """A paced closed loop in a wrk process: each connection pauses so the total is about `rate`/s."""
+def wrk(url: str, rate: float, seconds: float, halfway: Any = None, extra_lua: str = "") -> dict[str, Any]:
+    """A paced closed loop in a wrk process: each connection pauses so the total is about `rate`/s.
+
+    `extra_lua` is added to the script (e.g. a `request` function that varies a header)."""
     pause_ms = int(WRK_CONNECTIONS / rate * 1000)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % (json.dumps(json.dumps(BODY)), pause_ms))
+        script.write(WRK_SCRIPT % (json.dumps(json.dumps(BODY)), pause_ms, extra_lua))
     timer = threading.Timer(seconds / 2, halfway) if halfway is not None else None
     if timer is not None:
         timer.start()

@@ -21,11 +21,34 @@ from atoll.auth.policy import Principal
 from atoll.db import utcnow
 from atoll.deployer import states
 from atoll.deployer.models import Deployment, Endpoint, EndpointChange, EndpointRoute
-from atoll.deployer.schemas import EndpointRead, RouteRead
+from atoll.deployer.schemas import (
+    ON_ALIAS_MOVE_PATTERN,
+    UNIT_FIELD_PATTERN,
+    UNIT_HEADER_PATTERN,
+    EndpointRead,
+    RouteRead,
+)
 from atoll.errors import Conflict, InvalidInput, NotFound
 
 TOTAL_WEIGHT = 100
 _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Settings the platform reads, each with its check (a value of None means "the default"; a
+# full match, so no trailing newline slips through `$`); the API's EndpointSettings states
+# the same patterns in the OpenAPI document.
+SETTINGS_RULES: dict[str, tuple[re.Pattern[str], str]] = {
+    "unit_header": (
+        re.compile(UNIT_HEADER_PATTERN),
+        "a header name of letters, digits and '-', e.g. X-Customer-Id",
+    ),
+    "unit_field": (
+        re.compile(UNIT_FIELD_PATTERN),
+        "a JSON field or a dotted path to one, e.g. customer.id",
+    ),
+    "on_alias_move": (
+        re.compile(ON_ALIAS_MOVE_PATTERN),
+        "'switch' or 'canary': how a deployment that follows an alias rolls when the alias moves",
+    ),
+}
 
 
 def check_endpoint_name(name: str) -> str:
@@ -42,10 +65,25 @@ def check_weights(weights: Mapping[str, int]) -> None:
     """Each weight in 0..100; together 100 (serving) or all 0 (nothing available yet)."""
     for deployment, weight in weights.items():
         if not 0 <= weight <= TOTAL_WEIGHT:
-            raise InvalidInput(f"weights: {deployment} has {weight}; a weight is 0 to {TOTAL_WEIGHT}")
+            raise InvalidInput(
+                f"weights: {deployment} has {weight}; a weight is 0 to {TOTAL_WEIGHT}", field="weights"
+            )
     total = sum(weights.values())
     if total not in (0, TOTAL_WEIGHT):
-        raise InvalidInput(f"weights: they sum to {total}; they must sum to {TOTAL_WEIGHT}")
+        raise InvalidInput(f"weights: they sum to {total}; they must sum to {TOTAL_WEIGHT}", field="weights")
+
+
+def check_settings(patch: Mapping[str, object]) -> None:
+    """Known keys only, each valid (or None, which removes it); 422 naming the key otherwise."""
+    for key, value in patch.items():
+        if key not in SETTINGS_RULES:
+            known = ", ".join(sorted(SETTINGS_RULES))
+            raise InvalidInput(
+                f"settings: {key!r} is not a setting of an endpoint (known: {known})", field="settings"
+            )
+        pattern, what = SETTINGS_RULES[key]
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            raise InvalidInput(f"settings: {key} must be {what}; got {value!r}", field="settings")
 
 
 def actor_name(actor: Principal | None) -> str:
@@ -121,6 +159,7 @@ def create(
     reason: str = "",
 ) -> Endpoint:
     check_endpoint_name(name)
+    check_settings(settings or {})
     if session.scalar(select(Endpoint.id).where(Endpoint.name == name)) is not None:
         raise Conflict(f"endpoint {name!r} already exists", field="name")
     endpoint = Endpoint(
@@ -342,6 +381,42 @@ def read(session: Session, endpoint: Endpoint, router_url: str) -> EndpointRead:
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
     )
+
+
+def update(
+    session: Session,
+    *,
+    actor: Principal | None,
+    name: str,
+    description: str | None = None,
+    settings: Mapping[str, object] | None = None,
+    reason: str = "",
+) -> Endpoint:
+    """Change the description and merge `settings` in (a None value removes its key), audited.
+
+    The router reads the unit settings with the table, so they apply within its staleness
+    bound (about a second).
+    """
+    endpoint = get(session, name, lock=True)
+    before = {"description": endpoint.description, "settings": dict(endpoint.settings)}
+    if settings:
+        check_settings(settings)
+        merged = {**endpoint.settings, **settings}
+        endpoint.settings = {key: value for key, value in merged.items() if value is not None}
+    if description is not None:
+        endpoint.description = description
+    after = {"description": endpoint.description, "settings": dict(endpoint.settings)}
+    if after != before:
+        endpoint.updated_at = utcnow()
+        audit.record(
+            session,
+            actor=actor,
+            action="endpoint.update",
+            target_type="endpoint",
+            target_id=endpoint.name,
+            summary={"from": before, "to": after, "reason": reason},
+        )
+    return endpoint
 
 
 def search(session: Session, *, limit: int, offset: int) -> tuple[list[Endpoint], int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,12 +146,43 @@ class TargetHealthRead(BaseModel):
     reason: str | None
 
 
+UNIT_HEADER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
+UNIT_FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63}){0,7}$"
+ON_ALIAS_MOVE_PATTERN = r"^(switch|canary)$"
+
+
+class EndpointSettings(BaseModel):
+    """What the router reads from an endpoint's settings; null (or absent) means the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit_header: str | None = Field(
+        default=None,
+        pattern=UNIT_HEADER_PATTERN,
+        description="The header carrying a request's unit key (default X-Atoll-Unit)",
+        examples=["X-Customer-Id"],
+    )
+    unit_field: str | None = Field(
+        default=None,
+        pattern=UNIT_FIELD_PATTERN,
+        description="A JSON body field holding the unit key, a dotted path (customer.id); in an OIP v2 "
+        "body, the input tensor (first value) or request parameter of that name",
+        examples=["customer.id"],
+    )
+    on_alias_move: str | None = Field(
+        default=None,
+        pattern=ON_ALIAS_MOVE_PATTERN,
+        description="How deployments that follow an alias roll when it moves: switch (default) or canary",
+        examples=["canary"],
+    )
+
+
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=63)
     description: str = Field(default="", max_length=2000)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: EndpointSettings = Field(default_factory=EndpointSettings)
 
 
 class RouteRead(BaseModel):
@@ -203,3 +234,52 @@ class EndpointChangeRead(BaseModel):
 class UndeployRead(BaseModel):
     deployment: DeploymentRead
     deleted: list[str] = Field(description="What the target deleted, as kind/name")
+
+
+class SplitRequest(BaseModel):
+    """An endpoint's weights at once, in percent summing to 100; deployments left out get 0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
+        min_length=1,
+        description="Deployment name → percent of the traffic (integers 0..100 summing to 100)",
+        examples=[{"scoring-v1-cpu": 90, "scoring-v2-cpu": 10}],
+    )
+    reason: str = Field(default="", max_length=2000)
+
+
+class EndpointUpdate(BaseModel):
+    """Change an endpoint's description or settings; a setting given as null goes back to its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    settings: EndpointSettings | None = Field(
+        default=None,
+        description="Merged into the endpoint's settings: the keys given change, a null puts one back "
+        "to its default, the keys left out stay",
+        examples=[{"unit_field": "customer.id"}],
+    )
+    reason: str = Field(default="", max_length=2000)
+
+
+class ServedRouteRead(BaseModel):
+    deployment: str
+    weight: int
+    model_name: str | None = Field(description="None when the deployment's record is gone")
+    version: int | None
+    backend: str | None
+    build_id: int | None
+    revision: int | None = Field(description="The deployment's revision in force at that time")
+
+
+class ServedAtRead(BaseModel):
+    """What served an endpoint's traffic at one moment, from its history and the deployments' revisions."""
+
+    endpoint: str
+    at: datetime
+    change_at: datetime | None = Field(description="When the split in force then was set (None: none yet)")
+    change_kind: str | None
+    split_salt: str | None
+    routes: list[ServedRouteRead] = Field(description="Every deployment behind it then, by weight")

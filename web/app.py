@@ -31,6 +31,7 @@ from atoll.web.api import traffic as traffic_api
 from atoll.web.http_semantics import HttpSemantics
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
 from atoll.web.portal import deploy_views as portal_deploy_views
+from atoll.web.portal import endpoint_views as portal_endpoint_views
 from atoll.web.portal import registry_views as portal_registry_views
 from atoll.web.portal import stats_views as portal_stats_views
 from atoll.web.portal import traffic_views as portal_traffic_views
@@ -103,6 +104,7 @@ def create_app(
         stats_api,
         portal_registry_views,
         portal_deploy_views,
+        portal_endpoint_views,
         portal_traffic_views,
         portal_views,
         portal_stats_views,

@@ -4,17 +4,31 @@ Bare ASGI (no framework on the request path) with a pooled keep-alive HTTP/1.1 c
 the model servers (`upstream.py`, where the reason is measured). The request body is read
 whole and forwarded with the caller's headers (hop-by-hop ones dropped); the answer comes
 back with the model server's status, headers and body, plus `X-Atoll-Deployment` naming
-who answered. Problems are `application/problem+json`:
+who answered.
 
+Which deployment: with a unit key (`units.py`: a header or a body field the endpoint's
+settings name) the sticky assignment of (split salt, unit) (`choice.choose_for_unit`),
+else a uniform draw per request over the weights. The first request of a unit under a
+split writes an exposure record, off the request path (`exposures.py`).
+
+A deployment that is gone: when the connection is refused the request never reached a
+server, so the router reloads its table and tries once more on the split's other routes
+(or the same deployment at a new address); when the connection breaks mid-request it does
+the same only for idempotent calls (`units.is_idempotent`: GET and friends, and POST to
+the model server's prediction paths). Either way at most one retry, counted in
+`atoll_router_retries_total`; if none is possible or it fails too, 503.
+
+Problems are `application/problem+json`:
+
+- 400: a unit key over 128 characters;
 - 404: no endpoint of that name;
-- 503: the endpoint has no ready deployment with traffic, or its deployment does not
-  answer (after one retry: a refused connection means the request never reached a server,
-  so the router reloads its table and tries once more, which covers an address that just
-  changed);
-- 504/502: the model server timed out or broke the connection mid-answer.
+- 503: the endpoint has no ready deployment with traffic, or its deployments are gone
+  (refused, or broke off a call that is not retried);
+- 504: the model server timed out (not retried: it may still be working on it).
 
 `/healthz` (the process answers), `/readyz` (the endpoint table is loaded and fresh) and
-`/metrics` (requests, errors and latency per endpoint and deployment) are the router's own.
+`/metrics` (requests, errors and latency per endpoint and deployment, retries, exposures
+written and dropped) are the router's own.
 """
 
 from __future__ import annotations
@@ -31,10 +45,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from atoll.context import request_id_from
 from atoll.db import make_engine
+from atoll.deployer.assignment import unit_key
 from atoll.deployer.routing import shadow
-from atoll.deployer.routing.choice import EndpointRoutes, Route, choose
+from atoll.deployer.routing.choice import EndpointRoutes, Route, choose, choose_for_unit
+from atoll.deployer.routing.exposures import ExposureCollector, ExposureLog
 from atoll.deployer.routing.shadow import ShadowMirror
 from atoll.deployer.routing.table import TableCache, load
+from atoll.deployer.routing.units import UnitTooLong, is_idempotent, unit_of
 from atoll.deployer.routing.upstream import Answer, Broken, Refused, TimedOut, Upstream
 from atoll.errors import PROBLEM_JSON, problem_body
 from atoll.settings import Settings
@@ -75,8 +92,9 @@ class RouterMetrics:
         )
         self.errors = Counter(
             "atoll_router_errors",
-            "Requests the router could not route or forward (kind: no_endpoint, no_deployment, connect, "
-            "timeout, upstream)",
+            "Requests the router could not route or forward, and failed attempts (kind: no_endpoint, "
+            "no_deployment, bad_unit, connect, upstream (broke off), timeout, unavailable (its "
+            "deployments were gone: answered 503))",
             (*labels, "kind"),
             registry=self.registry,
         )
@@ -85,6 +103,12 @@ class RouterMetrics:
             "Time from the request to the last byte of the answer, through the router",
             labels,
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "atoll_router_retries",
+            "Requests sent once more after their deployment was gone (deployment: the one that was gone)",
+            (*labels, "outcome"),
             registry=self.registry,
         )
         self.table_loads = Counter(
@@ -130,12 +154,15 @@ class RouterApp:
         timeout_seconds: float = 60.0,
         max_connections: int = 512,
         draw: Callable[[], float] = random.random,
+        exposures: ExposureLog | None = None,
         shadow: ShadowMirror | None = None,
     ) -> None:
         self.loader = loader
         self.shadow = shadow  # mirrors a share of requests to a shadow candidate (routing/shadow.py)
         self.cache = TableCache(refresh_seconds=refresh_seconds)
         self.metrics = RouterMetrics()
+        self.exposures = exposures or ExposureLog(None)
+        self.metrics.registry.register(ExposureCollector(self.exposures))
         self.upstream = Upstream(connect_timeout=2.0, timeout=timeout_seconds, max_idle=max_connections)
         self.draw = draw
         self._refresher: asyncio.Task[None] | None = None
@@ -170,6 +197,7 @@ class RouterApp:
         if self.shadow is not None:
             await self.shadow.close()
         await self.upstream.close()
+        await asyncio.to_thread(self.exposures.close)
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -238,56 +266,103 @@ class RouterApp:
             await _problem(send, 404, "Not found", detail, request_id, endpoint=name)
             return
         body = await _read_body(receive)
+        try:
+            unit = unit_of(scope["headers"], body, header=endpoint.unit_header, field=endpoint.unit_field)
+        except UnitTooLong as exc:
+            self.metrics.errors.labels(name, "-", "bad_unit").inc()
+            detail = f"{exc}: send a shorter id (a user or session id) in {endpoint.unit_header.decode()}"
+            await _problem(send, 400, "Bad request", detail, request_id, endpoint=name)
+            return
+        key = None if unit is None else unit_key(endpoint.salt, unit)
         draw = self.draw()
-        route = choose(endpoint.routes, draw)
+
+        def pick(routes: tuple[Route, ...] | list[Route]) -> Route | None:
+            return choose(routes, draw) if key is None else choose_for_unit(routes, key)
+
+        route = pick(endpoint.routes)
         if route is None and self.cache.may_force():  # a deployment may have just become available
             await self.refresh()
             endpoint = self.cache.table.get(name, endpoint)
-            route = choose(endpoint.routes, draw)
-        failed: set[tuple[str, str | None]] = set()
+            route = pick(endpoint.routes)
+        retry_safe = is_idempotent(scope["method"], f"/{rest}")
+        gone: list[tuple[Route, str]] = []  # (route, why) of each attempt that found no server
         response: Answer | None = None
         while route is not None:
             try:
                 response = await self._forward(scope, route, rest, body, request_id)
                 break
-            except Refused:
-                # Refused: the request never reached a model server, so trying again is safe.
+            except Refused as exc:  # never reached a server: another try is safe for any call
                 self.metrics.errors.labels(name, route.deployment, "connect").inc()
-                failed.add((route.deployment, route.address))
-                if len(failed) > 1:
+                gone.append((route, f"{route.deployment} refused the connection ({exc})"))
+            except Broken as exc:
+                self.metrics.errors.labels(name, route.deployment, "upstream").inc()
+                gone.append((route, f"{route.deployment} broke off the call ({exc})"))
+                if not retry_safe:
                     break
-                if self.cache.may_force():
-                    await self.refresh()  # the address may have changed, or another deployment took over
-                endpoint = self.cache.table.get(name, endpoint)
-                remaining = [r for r in endpoint.routes if (r.deployment, r.address) not in failed]
-                route = choose(remaining, draw)
             except TimedOut:
                 self.metrics.errors.labels(name, route.deployment, "timeout").inc()
                 detail = f"deployment {route.deployment} of endpoint {name!r} did not answer in time"
                 await _problem(send, 504, "Gateway timeout", detail, request_id, deployment=route.deployment)
                 return
-            except Broken as exc:
-                self.metrics.errors.labels(name, route.deployment, "upstream").inc()
-                detail = f"deployment {route.deployment} of endpoint {name!r} broke off: {exc}"
-                await _problem(send, 502, "Bad gateway", detail, request_id, deployment=route.deployment)
-                return
+            if len(gone) > 1:
+                self.metrics.retries.labels(name, gone[0][0].deployment, "failed").inc()
+                break
+            route = await self._retry_route(name, endpoint, gone[0][0], pick)
+            if route is None:
+                self.metrics.retries.labels(name, gone[0][0].deployment, "no_other").inc()
         if response is None or route is None:
-            if failed:
-                refused = ", ".join(sorted({d for d, _ in failed}))
-                detail = f"endpoint {name!r}: deployment {refused} refused the connection (not running?)"
-            else:
-                self.metrics.errors.labels(name, "-", "no_deployment").inc()
-                detail = f"endpoint {name!r} has no ready deployment with traffic ({endpoint.describe()})"
-            await _problem(send, 503, "Service unavailable", detail, request_id, endpoint=name)
+            await self._unavailable(send, name, endpoint, gone, retry_safe, scope["method"], rest, request_id)
             return
-        headers = [(key, value) for key, value in response.headers if key not in HOP_BY_HOP]
+        if gone:
+            self.metrics.retries.labels(name, gone[0][0].deployment, "served").inc()
+        headers = [(key_, value) for key_, value in response.headers if key_ not in HOP_BY_HOP]
         headers.append((DEPLOYMENT_HEADER, route.deployment.encode()))
         await _answer(send, response.status, response.body, headers)
+        if unit is not None and not gone:  # served where its assignment sends it
+            self.exposures.record(endpoint=name, split=endpoint.salt, deployment=route.deployment, unit=unit)
         self.metrics.requests.labels(name, route.deployment, str(response.status)).inc()
         self.metrics.latency.labels(name, route.deployment).observe(time.perf_counter() - started)
         if self.shadow is not None:  # after the caller has its answer; never awaited
             elapsed = time.perf_counter() - started
             self.shadow.after(scope, rest, body, request_id, name, route.deployment, response, elapsed)
+
+    async def _retry_route(
+        self,
+        name: str,
+        endpoint: EndpointRoutes,
+        failed: Route,
+        pick: Callable[[tuple[Route, ...] | list[Route]], Route | None],
+    ) -> Route | None:
+        """Where the one retry goes: the split without the failed (deployment, address)."""
+        if self.cache.may_force():
+            await self.refresh()  # the address may have changed, or the split
+        current = self.cache.table.get(name, endpoint)
+        left = [r for r in current.routes if (r.deployment, r.address) != (failed.deployment, failed.address)]
+        return pick(left)
+
+    async def _unavailable(
+        self,
+        send: Send,
+        name: str,
+        endpoint: EndpointRoutes,
+        gone: list[tuple[Route, str]],
+        retry_safe: bool,
+        method: str,
+        rest: str,
+        request_id: str,
+    ) -> None:
+        if not gone:
+            self.metrics.errors.labels(name, "-", "no_deployment").inc()
+            detail = f"endpoint {name!r} has no ready deployment with traffic ({endpoint.describe()})"
+        else:
+            self.metrics.errors.labels(name, gone[0][0].deployment, "unavailable").inc()
+            detail = f"endpoint {name!r}: " + "; then ".join(why for _, why in gone)
+            if len(gone) == 1 and not retry_safe:
+                detail += f"; not retried: {method} /{rest} may have reached it and is not idempotent"
+            elif len(gone) == 1:
+                detail += "; no other ready deployment with traffic to retry on"
+        tried = [r.deployment for r, _ in gone]
+        await _problem(send, 503, "Service unavailable", detail, request_id, endpoint=name, tried=tried)
 
     async def _forward(self, scope: Scope, route: Route, rest: str, body: bytes, request_id: str) -> Answer:
         assert route.address is not None
@@ -306,5 +381,6 @@ def from_settings(settings: Settings) -> RouterApp:
     return RouterApp(
         lambda: load(engine),
         refresh_seconds=settings.router_refresh_seconds,
+        exposures=ExposureLog.for_engine(engine),
         shadow=shadow.from_engine(engine),
     )

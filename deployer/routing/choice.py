@@ -4,19 +4,21 @@ Routes carry integer weights in percent that sum to 100 (`atoll.deployer.endpoin
 route can take traffic when its weight is above 0 and its deployment is ready. `choose`
 maps a number `draw` in [0, 1) onto the cumulative weights of those routes, so:
 
-- today (one route at 100, the others warm at 0) every draw picks the active deployment;
-- a weighted split needs no change here: the caller passes a uniform random draw;
-- sticky assignment passes a draw derived from a seeded hash of (split salt, unit key),
-  the same in every router replica and across restarts.
+- one route at 100, the others warm at 0: every draw picks the active deployment;
+- a weighted split without a unit key: the caller passes a uniform random draw.
 
-The router's retry after a refused connection passes the routes left once the failed one
-is taken out; their weights are then renormalised.
+With a unit key, `choose_for_unit` applies sticky assignment instead (weighted rendezvous
+hashing of (split salt, unit), deployer/assignment.py), the same in every router replica
+and across restarts. The router's retry passes the routes left once the failed one is
+taken out: their weights are renormalised, and a sticky unit goes to its second choice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from atoll.deployer.assignment import pick
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Route:
 class EndpointRoutes:
     name: str
     routes: tuple[Route, ...]
+    salt: str = ""  # the split salt: seeds sticky assignment, names the split in exposures
+    unit_header: bytes = b"x-atoll-unit"  # lowercase
+    unit_field: str | None = None  # a JSON body field (dotted path) holding the unit key
 
     def describe(self) -> str:
         """The routes as a person reads them, for a 503's detail."""
@@ -58,3 +63,10 @@ def choose(routes: Sequence[Route], draw: float) -> Route | None:
         if point < cumulative:
             return route
     return eligible[-1]
+
+
+def choose_for_unit(routes: Sequence[Route], unit_key: int) -> Route | None:
+    """The route of the unit whose key (assignment.unit_key) is `unit_key`; None if none can serve."""
+    eligible = {r.deployment: r for r in routes if r.can_serve}
+    found = pick(unit_key, [(r.deployment, r.weight) for r in eligible.values()])
+    return None if found is None else eligible[found]

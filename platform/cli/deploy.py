@@ -20,7 +20,8 @@ deployments_app = typer.Typer(
     help="Deployments: list (no command), show, logs, rollback.", invoke_without_command=True
 )
 endpoints_app = typer.Typer(
-    help="Endpoints: list (no command), show, create, switch, history.", invoke_without_command=True
+    help="Endpoints: list (no command), show, create, set, switch, split, history.",
+    invoke_without_command=True,
 )
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 ENDED = {"available", "failed", "undeployed"}
@@ -382,9 +383,97 @@ def endpoints_switch(
     )
 
 
+@endpoints_app.command("split")
+def endpoints_split(
+    name: str,
+    weights: Annotated[list[str], typer.Argument(help="DEPLOYMENT=PERCENT ..., summing to 100")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the history")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Set the weights at once (e.g. `atoll endpoints split scoring v1=90 v2=10`); others get 0.
+
+    With a unit key (the X-Atoll-Unit header, or the body field `atoll endpoints set
+    --unit-field` names) each unit sticks to its deployment, and raising one weight moves
+    only the units that must move.
+    """
+    parsed: dict[str, int] = {}
+    for item in weights:
+        deployment, _, percent = item.partition("=")
+        if not deployment or not percent.strip().isdigit():
+            fail(f"{item!r} is not DEPLOYMENT=PERCENT (e.g. {name}-v2=10)", 2)
+        parsed[deployment] = int(percent)
+    found = _call(
+        lambda: client().put(f"/api/v1/endpoints/{name}/split", {"weights": parsed, "reason": reason}),
+        as_json=as_json,
+    )
+    emit_json(found) if as_json else console.print(f"[green]{name}[/]: {_endpoint_row(found)}")
+
+
+@endpoints_app.command("set")
+def endpoints_set(
+    name: str,
+    unit_field: Annotated[
+        str | None,
+        typer.Option(help="JSON body field holding the unit key (dotted path; OIP: an input tensor's name)"),
+    ] = None,
+    unit_header: Annotated[
+        str | None, typer.Option(help="Header holding the unit key (X-Atoll-Unit)")
+    ] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    reset: Annotated[
+        list[str] | None, typer.Option(help="A setting to put back to its default (repeatable)")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why; kept in the audit log")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Change an endpoint's description or its settings (where the router finds a request's unit)."""
+    settings: dict[str, str | None] = dict.fromkeys(reset or [])
+    if unit_field is not None:
+        settings["unit_field"] = unit_field
+    if unit_header is not None:
+        settings["unit_header"] = unit_header
+    body = {"description": description, "settings": settings or None, "reason": reason}
+    found = _call(lambda: client().request("PATCH", f"/api/v1/endpoints/{name}", json=body), as_json=as_json)
+    if as_json:
+        emit_json(found)
+        return
+    shown = ", ".join(f"{k}={v}" for k, v in found["settings"].items()) or "defaults"
+    console.print(f"[green]{name}[/]: settings {shown}")
+
+
 @endpoints_app.command("history")
-def endpoints_history(name: str, limit: int = 50, as_json: JsonFlag = False) -> None:
-    """Every change of the endpoint's routes: from, to, who, why, which job."""
+def endpoints_history(
+    name: str,
+    limit: int = 50,
+    at: Annotated[
+        str | None,
+        typer.Option(help="What served at this time instead (ISO 8601, e.g. 2026-11-27T10:00:00Z)"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every change of the endpoint's routes: from, to, who, why, which job; or, with --at, what
+    served its traffic then (deployment, weight, model version, backend)."""
+    if at is not None:
+        served = _call(lambda: client().get(f"/api/v1/endpoints/{name}/history", at=at), as_json=as_json)
+        if as_json:
+            emit_json(served)
+            return
+        if served["change_at"] is None:
+            console.print(f"{name} had no traffic split at {served['at']} (it did not exist yet)")
+            return
+        table(
+            served["routes"],
+            [
+                ("deployment", "deployment"),
+                ("weight", lambda r: f"{r['weight']}%"),
+                ("model", lambda r: f"{r['model_name']} v{r['version']}" if r["model_name"] else "—"),
+                ("backend", lambda r: r["backend"] or "—"),
+                ("revision", lambda r: r["revision"] or "—"),
+            ],
+            title=f"{name} at {served['at'][:19]} "
+            f"(split set {served['change_at'][:19]}, {served['change_kind']})",
+        )
+        return
     page = _call(lambda: client().get(f"/api/v1/endpoints/{name}/history", limit=limit))
     if as_json:
         emit_json(page)

@@ -254,3 +254,29 @@ def build_dir(platform: Platform, version: int) -> Path:
         build = session.get(Build, platform.builds[f"{version}/{KEPT_BACKEND}"])
         assert build is not None and build.artifact_uri
         return Path(build.artifact_uri)
+
+
+@dataclass(frozen=True)
+class SplitPair:
+    """Two available deployments behind the endpoint `traffic`: blue (v1, serving) and green (v2)."""
+
+    endpoint: str
+    blue: str
+    green: str
+
+
+@pytest.fixture(scope="module")
+def split_pair(platform: Platform) -> SplitPair:
+    pair = SplitPair("traffic", "traffic-blue", "traffic-green")
+    platform.deploy(1, endpoint=pair.endpoint, name=pair.blue)
+    platform.deploy(2, endpoint=pair.endpoint, name=pair.green, switch=False)
+    platform.wait_state(pair.blue, "available")
+    platform.wait_state(pair.green, "available")
+    return pair
+
+
+def server_pid(platform: Platform, deployment: str) -> int:
+    """The local model server's process id, as the target reports it ("... (pid N)")."""
+    status = platform.call("GET", f"/api/v1/deployments/{deployment}/status").json()
+    [pod] = status["rollout"]["pods"]
+    return int(pod["name"].split("pid ")[1].rstrip(")"))

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -26,17 +27,29 @@ from typer.testing import CliRunner, Result
 
 from atoll.audit import AuditEvent
 from atoll.cli import app
-from atoll.db import unit_of_work
+from atoll.db import unit_of_work, utcnow
+from atoll.deployer.assignment import assign
 from atoll.deployer.lifecycle import DeployerContext
 from atoll.deployer.models import Deployment
 from atoll.deployer.reconcile import reconcile
+from atoll.deployer.routing.process import RouterProcess
 from atoll.deployer.targets.localfiles import Layout
+from atoll.events import ExposureEvent
 from atoll.registry.models import Build
 
-from .conftest import sign_in
-from .deploying import Platform, infer_body, load_loop, platform, train
+from .conftest import free_port, sign_in
+from .deploying import (
+    Platform,
+    SplitPair,
+    infer_body,
+    load_loop,
+    platform,
+    server_pid,
+    split_pair,
+    train,
+)
 
-__all__ = ["platform"]
+__all__ = ["platform", "split_pair"]
 
 ROWS = [[0.5, -0.2, 0.1, 0.3], [-1.0, 0.4, 0.0, 2.0], [2.0, 1.0, -0.5, 0.0]]
 
@@ -406,6 +419,39 @@ class TestCli:
         listed = self.atoll("builds", platform.model, "1", "--json")  # the list form still works
         assert {b["backend"] for b in json.loads(listed.stdout)} == {"cpu", "gpu", "asic"}
 
+    def test_split_and_what_served_when(self, platform: Platform, split_pair: SplitPair) -> None:
+        blue, green = split_pair.blue, split_pair.green
+        done = self.atoll(
+            "endpoints", "split", "traffic", f"{blue}=60", f"{green}=40", "--reason", "cli", "--json"
+        )
+        assert done.exit_code == 0, done.output
+        assert {r["deployment"]: r["weight"] for r in json.loads(done.stdout)["routes"]} == {
+            blue: 60,
+            green: 40,
+        }
+        assert self.atoll("endpoints", "split", "traffic", f"{blue}=sixty").exit_code == 2
+        short = self.atoll("endpoints", "split", "traffic", f"{blue}=60", f"{green}=30")
+        assert short.exit_code == 2 and "they sum to 90; they must sum to 100" in short.output
+        stranger = self.atoll("endpoints", "split", "traffic", f"{blue}=50", "nowhere=50")
+        assert stranger.exit_code == 2 and "nowhere is not behind endpoint 'traffic'" in stranger.output
+        served = json.loads(
+            self.atoll("endpoints", "history", "traffic", "--at", utcnow().isoformat(), "--json").stdout
+        )
+        assert [(r["deployment"], r["weight"], r["version"], r["backend"]) for r in served["routes"]] == [
+            (blue, 60, 1, "cpu"),
+            (green, 40, 2, "cpu"),
+        ]
+        shown = self.atoll("endpoints", "history", "traffic", "--at", utcnow().isoformat())
+        assert shown.exit_code == 0 and "60%" in shown.output and f"{platform.model} v2" in shown.output
+        bad_time = self.atoll("endpoints", "history", "traffic", "--at", "yesterday")
+        assert bad_time.exit_code == 2, bad_time.output
+        unit = self.atoll("endpoints", "set", "traffic", "--unit-field", "customer.id", "--json")
+        assert unit.exit_code == 0 and json.loads(unit.stdout)["settings"]["unit_field"] == "customer.id"
+        reset = self.atoll("endpoints", "set", "traffic", "--reset", "unit_field")
+        assert reset.exit_code == 0 and "settings defaults" in reset.output
+        typo = self.atoll("endpoints", "set", "traffic", "--reset", "unit_feild")
+        assert typo.exit_code == 2 and "settings.unit_feild" in typo.output
+
 
 class TestPortal:
     """The Deployments pages and the one click, through the portal's forms (session + CSRF)."""
@@ -497,3 +543,217 @@ class TestPortal:
                 headers=csrf,
             )
             assert "Not deployed" in refused.text and "`deploy` scope" in unescape(refused.text)
+
+    def test_the_endpoint_page_sets_weights_and_answers_what_served_when(
+        self, platform: Platform, split_pair: SplitPair, browser: tuple[TestClient, dict[str, str]]
+    ) -> None:
+        client, csrf = browser
+        blue, green = split_pair.blue, split_pair.green
+        assert 'href="/endpoints/traffic"' in client.get("/deployments").text
+        page = client.get("/endpoints/traffic")
+        assert page.status_code == 200
+        assert page.text.count('data-testid="route-row"') == 2 and f'name="weight:{green}"' in page.text
+        for slot in ("canary", "shadow", "experiments", "drift-banner"):
+            assert f'hx-get="/endpoints/traffic/{slot}"' in page.text
+        assert 'hx-trigger="load, every 2s"' in page.text
+
+        fields = {f"weight:{blue}": "70", f"weight:{green}": "30", "reason": "from the portal"}
+        assert client.post("/endpoints/traffic/split", data=fields).status_code == 403  # no CSRF header
+        done = client.post("/endpoints/traffic/split", data=fields, headers=csrf)
+        assert done.status_code == 200 and 'data-testid="split-done"' in done.text
+        weights = {
+            r["deployment"]: r["weight"]
+            for r in platform.call("GET", "/api/v1/endpoints/traffic").json()["routes"]
+        }
+        assert weights == {blue: 70, green: 30}
+        short = client.post(
+            "/endpoints/traffic/split", data={**fields, f"weight:{green}": "20"}, headers=csrf
+        )
+        assert short.headers["HX-Retarget"] == "#split-result"
+        assert "Weights not changed" in short.text and "they sum to 90" in short.text
+        words = client.post(
+            "/endpoints/traffic/split", data={**fields, f"weight:{green}": "lots"}, headers=csrf
+        )
+        assert "a weight is a whole percent" in unescape(words.text)
+        history = client.get("/endpoints/traffic").text
+        assert "from the portal" in history and 'data-testid="history-row"' in history
+
+        served = client.get("/endpoints/traffic/served", params={"at": utcnow().isoformat()})
+        assert served.status_code == 200 and served.text.count('data-testid="served-row"') == 2
+        assert "70%" in served.text and f"{platform.model} v2" in served.text
+        before = client.get("/endpoints/traffic/served", params={"at": "2000-01-01T00:00:00Z"})
+        assert "it had no split yet" in before.text
+        bad = client.get("/endpoints/traffic/served", params={"at": "last tuesday"})
+        assert "Cannot look up" in bad.text and "ISO 8601" in bad.text
+        assert client.get("/endpoints/nowhere").status_code == 404
+
+
+class TestTraffic:
+    """A weighted split between two real model servers, through real router processes."""
+
+    UNITS = [f"customer-{i}" for i in range(60)]
+
+    def split(self, platform: Platform, pair: SplitPair, weights: dict[str, int]) -> dict[str, Any]:
+        answer = platform.call(
+            "PUT", f"/api/v1/endpoints/{pair.endpoint}/split", json={"weights": weights, "reason": "test"}
+        )
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def served_by(self, router_url: str, platform: Platform, unit: str) -> str:
+        answer = httpx.post(
+            f"{router_url}/endpoints/traffic/v2/models/{platform.model}/infer",
+            json=infer_body([[0.1, 0.2, 0.3, 0.4]]),
+            headers={"X-Atoll-Unit": unit},
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.headers["x-atoll-deployment"]
+
+    def exposures(self, platform: Platform, split: str, expected: int) -> list[tuple[str, str]]:
+        """The exposures of UNITS under `split`, once at least `expected` are written (10 s at most)."""
+        deadline = time.monotonic() + 10
+        while True:
+            with unit_of_work(platform.factory) as session:
+                rows = session.execute(
+                    select(ExposureEvent.unit_id, ExposureEvent.deployment).where(
+                        ExposureEvent.endpoint == "traffic",
+                        ExposureEvent.split == split,
+                        ExposureEvent.unit_id.in_(self.UNITS),
+                    )
+                ).all()
+            if len(rows) >= expected or time.monotonic() > deadline:
+                return [(unit, deployment) for unit, deployment in rows]
+            time.sleep(0.2)
+
+    def test_a_split_sticks_across_router_processes_and_a_restart_with_one_exposure_per_unit(
+        self, platform: Platform, split_pair: SplitPair
+    ) -> None:
+        blue, green = split_pair.blue, split_pair.green
+        weights = {blue: 50, green: 50}
+        routes = platform.call("GET", "/api/v1/endpoints/traffic").json()["routes"]
+        weights_before = {r["deployment"]: r["weight"] for r in routes}
+        time.sleep(0.01)
+        before_split = utcnow()
+        endpoint = self.split(platform, split_pair, weights)
+        assigned = {unit: assign(endpoint["split_salt"], unit, weights) for unit in self.UNITS}
+        assert set(assigned.values()) == {blue, green}
+        deadline = time.monotonic() + 10  # the router's table: refreshed every 0.5 s here
+        probes = (f"probe-{i}" for i in range(100))  # not one of UNITS: their exposures come later
+        probe = next(u for u in probes if assign(endpoint["split_salt"], u, weights) == green)
+        while self.served_by(platform.router_url, platform, probe) != green and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        for _ in range(2):
+            assert {u: self.served_by(platform.router_url, platform, u) for u in self.UNITS} == assigned
+        rows = self.exposures(platform, endpoint["split_salt"], len(self.UNITS))
+        assert sorted(rows) == sorted(assigned.items()), "one exposure per unit, where it was assigned"
+
+        second = RouterProcess(platform.settings, host="127.0.0.1", port=free_port())
+        second.start()
+        try:
+            assert {u: self.served_by(second.url, platform, u) for u in self.UNITS} == assigned
+            second.stop()
+            second.start()  # a restart: nothing remembered, the same answers
+            assert {u: self.served_by(second.url, platform, u) for u in self.UNITS} == assigned
+        finally:
+            second.stop()
+        rows = self.exposures(platform, endpoint["split_salt"], 3 * len(self.UNITS))
+        assert Counter(unit for unit, _ in rows) == dict.fromkeys(self.UNITS, 3)  # once per process
+        assert {(unit, deployment) for unit, deployment in rows} == set(assigned.items())
+        metrics = httpx.get(f"{platform.router_url}/metrics").text
+        assert "atoll_router_exposures_dropped_total 0.0" in metrics
+
+        served = platform.call(
+            "GET", "/api/v1/endpoints/traffic/history", params={"at": utcnow().isoformat()}
+        ).json()
+        assert [(r["deployment"], r["weight"], r["version"]) for r in served["routes"]] == [
+            (blue, 50, 1),
+            (green, 50, 2),
+        ]
+        earlier = platform.call(
+            "GET", "/api/v1/endpoints/traffic/history", params={"at": before_split.isoformat()}
+        )
+        assert {r["deployment"]: r["weight"] for r in earlier.json()["routes"]} == weights_before
+        assert (
+            platform.call("GET", "/api/v1/endpoints/traffic/history", params={"at": "1700000000"}).status_code
+            == 422
+        )
+
+    def test_the_unit_from_a_body_field_and_bad_splits_refused(
+        self, platform: Platform, split_pair: SplitPair
+    ) -> None:
+        blue, green = split_pair.blue, split_pair.green
+        endpoint = self.split(platform, split_pair, {blue: 50, green: 50})
+        patched = platform.call(
+            "PATCH", "/api/v1/endpoints/traffic", json={"settings": {"unit_field": "customer"}}
+        )
+        assert patched.status_code == 200 and patched.json()["settings"] == {"unit_field": "customer"}
+        time.sleep(1.5)  # the routers read settings with the table (refreshed every 0.5 s here)
+        url = f"{platform.router_url}/endpoints/traffic/v2/models/{platform.model}/infer"
+        for unit in self.UNITS[:20]:
+            body = {**infer_body([[0.1, 0.2, 0.3, 0.4]]), "parameters": {"customer": unit}}
+            answer = httpx.post(url, json=body)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-atoll-deployment"] == assign(
+                endpoint["split_salt"], unit, {blue: 50, green: 50}
+            )
+        assert (
+            platform.call(
+                "PATCH", "/api/v1/endpoints/traffic", json={"settings": {"unit_field": None}}
+            ).status_code
+            == 200
+        )
+        typo = platform.call("PATCH", "/api/v1/endpoints/traffic", json={"settings": {"unit_feild": "x"}})
+        assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "settings.unit_feild"
+        newline = platform.call(
+            "PATCH", "/api/v1/endpoints/traffic", json={"settings": {"unit_header": "X-A\n"}}
+        )
+        assert newline.status_code == 422
+
+        for weights, field_said in [
+            ({blue: 60, green: 30}, "they sum to 90"),
+            ({blue: 50, "switching-green": 50}, "not behind endpoint 'traffic'"),
+        ]:
+            refused = platform.call("PUT", "/api/v1/endpoints/traffic/split", json={"weights": weights})
+            assert refused.status_code == 422 and refused.json()["field"] == "weights", refused.text
+            assert field_said in refused.json()["detail"]
+        viewer = platform.api.put(
+            "/api/v1/endpoints/traffic/split", headers=platform.viewer.headers, json={"weights": {blue: 100}}
+        )
+        assert viewer.status_code == 403
+        assert audit_actions(platform, "traffic").count("endpoint.split") >= 2
+        assert "endpoint.update" in audit_actions(platform, "traffic")
+
+    def test_a_deployment_killed_mid_traffic_is_retried_on_the_other_and_no_request_fails(
+        self, platform: Platform, split_pair: SplitPair
+    ) -> None:
+        blue, green = split_pair.blue, split_pair.green
+        self.split(platform, split_pair, {blue: 50, green: 50})
+        time.sleep(1.0)
+        before = self.retries(platform, green)
+        pid = server_pid(platform, green)
+
+        url = f"{platform.router_url}/endpoints/traffic/v2/models/{platform.model}/infer"
+        results = load_loop(
+            url,
+            infer_body([[0.1, 0.2, 0.3, 0.4]]),
+            rate=40,
+            seconds=6,
+            during=lambda: os.kill(pid, signal.SIGKILL),
+        )
+        failed = [r for r in results if r[1] != 200]
+        assert not failed, failed[:5]
+        assert {d for _, _, d in results} == {blue, green}
+        assert self.retries(platform, green) > before, "the killed one's requests were sent to the other"
+        deadline = time.monotonic() + 120  # leave it serving again for the tests after this one
+        while server_pid(platform, green) == pid and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def retries(self, platform: Platform, deployment: str) -> float:
+        metrics = httpx.get(f"{platform.router_url}/metrics").text
+        prefix = (
+            f'atoll_router_retries_total{{deployment="{deployment}",endpoint="traffic",outcome="served"}} '
+        )
+        line = next((line for line in metrics.splitlines() if line.startswith(prefix)), None)
+        return float(line.split(" ")[1]) if line else 0.0

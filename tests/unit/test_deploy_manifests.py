@@ -105,3 +105,16 @@ def test_the_binding_ties_the_role_to_the_service_account_the_deployer_runs_as()
         if d["spec"]["template"]["spec"].get("serviceAccountName") == account["metadata"]["name"]
     }
     assert uses_account == {"atoll-server", "atoll-worker"}  # the router never calls the API
+
+
+def test_the_router_is_stateless_with_a_stated_staleness_bound() -> None:
+    """Any replica routes any request alike: no volume but scratch, several replicas, and the
+    endpoint table re-read every second (the bound on how stale a weight change can be)."""
+    [router] = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "atoll-router"]
+    spec = router["spec"]["template"]["spec"]
+    assert router["spec"]["replicas"] >= 2
+    assert all(set(volume) == {"name", "emptyDir"} for volume in spec.get("volumes", []))
+    [container] = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert float(env["ATOLL_ROUTER_REFRESH_SECONDS"]) <= 1.0
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # not ready while the table is stale

@@ -1,14 +1,23 @@
-"""Endpoints API: list, create, read, switch (blue/green), history. Thin: the service decides."""
+"""Endpoints API: list, create, read, update settings, switch (blue/green), split, history and
+what served at a time T. Thin: the services decide (deployer/endpoints.py, traffic_history.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
 
-from atoll.deployer import endpoints
-from atoll.deployer.schemas import EndpointChangeRead, EndpointCreate, EndpointRead, SwitchRequest
-from atoll.schemas import Page
+from atoll.deployer import endpoints, traffic_history
+from atoll.deployer.schemas import (
+    EndpointChangeRead,
+    EndpointCreate,
+    EndpointRead,
+    EndpointUpdate,
+    ServedAtRead,
+    SplitRequest,
+    SwitchRequest,
+)
+from atoll.schemas import IsoDateTime, Page
 from atoll.web.deps import Deployer, PageDep, Reader, SessionDep, SettingsDep
 from atoll.web.openapi import errors
 
@@ -35,7 +44,11 @@ def create_endpoint(
 ) -> EndpointRead:
     """An endpoint with no deployment yet (deploying with `endpoint` creates one too)."""
     created = endpoints.create(
-        session, actor=principal, name=body.name, description=body.description, settings=body.settings
+        session,
+        actor=principal,
+        name=body.name,
+        description=body.description,
+        settings=body.settings.model_dump(exclude_none=True),
     )
     return endpoints.read(session, created, settings.effective_router_url)
 
@@ -44,6 +57,36 @@ def create_endpoint(
 def get_endpoint(
     name: EndpointName, principal: Reader, session: SessionDep, settings: SettingsDep
 ) -> EndpointRead:
+    return endpoints.read(session, endpoints.get(session, name), settings.effective_router_url)
+
+
+@router.patch("/endpoints/{name}")
+def update_endpoint(
+    name: EndpointName, body: EndpointUpdate, principal: Deployer, session: SessionDep, settings: SettingsDep
+) -> EndpointRead:
+    """Description and settings (`unit_header`, `unit_field`: where the router finds a request's unit)."""
+    updated = endpoints.update(
+        session,
+        actor=principal,
+        name=name,
+        description=body.description,
+        settings=body.settings.model_dump(exclude_unset=True) if body.settings else None,
+        reason=body.reason,
+    )
+    return endpoints.read(session, updated, settings.effective_router_url)
+
+
+@router.put("/endpoints/{name}/split", responses=errors(409))
+def split_endpoint(
+    name: EndpointName, body: SplitRequest, principal: Deployer, session: SessionDep, settings: SettingsDep
+) -> EndpointRead:
+    """Set the weights at once (percent, summing to 100; deployments left out get 0).
+
+    422 names the field when the weights do not sum to 100 or name a deployment of another
+    endpoint; 409 when a weight goes to a deployment that is not available, or a canary or an
+    experiment controls the split (`traffic_owner`).
+    """
+    endpoints.set_weights(session, actor=principal, name=name, to=body.weights, reason=body.reason)
     return endpoints.read(session, endpoints.get(session, name), settings.effective_router_url)
 
 
@@ -58,9 +101,21 @@ def switch_endpoint(
 
 @router.get("/endpoints/{name}/history")
 def endpoint_history(
-    name: EndpointName, principal: Reader, session: SessionDep, page: PageDep
-) -> Page[EndpointChangeRead]:
+    name: EndpointName,
+    principal: Reader,
+    session: SessionDep,
+    page: PageDep,
+    at: Annotated[
+        IsoDateTime | None,
+        Query(
+            description="Instead of the list: what served the endpoint's traffic at this time (ISO 8601; "
+            "UTC when no offset): per deployment its weight, model, version and backend then"
+        ),
+    ] = None,
+) -> Page[EndpointChangeRead] | ServedAtRead:
     """Every change of the endpoint's routes, newest first: from, to, who, why, which job."""
+    if at is not None:
+        return traffic_history.served_at(session, name, at)
     rows, total = endpoints.history(session, name, limit=page.limit, offset=page.offset)
     items = [EndpointChangeRead.model_validate(r) for r in rows]
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)

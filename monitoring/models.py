@@ -101,6 +101,10 @@ class MonitorRun(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
+    @property
+    def has_report(self) -> bool:
+        return bool(self.report_path)
+
 
 class MonitorColumnResult(Base):
     __tablename__ = "monitor_column_results"

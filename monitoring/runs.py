@@ -135,8 +135,15 @@ def run_now(session: Session, *, actor: Principal, name: str) -> tuple[Job, Moni
 
 
 def _checked_columns(frame: pd.DataFrame, spec: DriftSpec) -> pd.DataFrame:
-    """The window's columns of the spec (a missing one stays missing, so the error names it)."""
-    return frame[[c for c in frame.columns if c in spec.names]]
+    """The window's columns of the spec (a missing one stays missing, so the error names it).
+
+    A numeric column whose logged values are all null arrives as objects (JSON nulls); it is
+    made float so the engine reports it `all_null` instead of refusing its type.
+    """
+    kept = frame[[c for c in frame.columns if c in spec.names]]
+    numeric = {c.name for c in spec.columns if c.kind == "numeric"}
+    empty = [c for c in kept.columns if c in numeric and kept[c].dtype == object and kept[c].isna().all()]
+    return kept.astype(dict.fromkeys(empty, "float64")) if empty else kept
 
 
 def _finite(value: float | None) -> float | None:

@@ -37,7 +37,7 @@ from atoll.monitoring.windows import load_window
 
 PARQUET_MAGIC = b"PAR1"
 #: Largest reference upload; the API route refuses a bigger body with 413 before reading it.
-MAX_REFERENCE_BYTES = 256 * 1024**2
+MAX_REFERENCE_BYTES = 64 * 1024**2
 
 
 def spec_of(monitor: Monitor) -> DriftSpec:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from atoll.cli import ab, deploy, identity, processes, registry
+from atoll.cli import ab, deploy, identity, monitor, processes, registry
 from atoll.cli import serve as serve_command
 
 app = typer.Typer(
@@ -23,4 +23,5 @@ identity.register(app)
 ab.register(app)
 registry.register(app)
 deploy.register(app)
+monitor.register(app)
 serve_command.register(app)

@@ -478,3 +478,46 @@ class TestLifecycle:
         response = env.client.post("/api/v1/monitors", json=body, headers=env.caller.headers)
         assert response.status_code == 422 and "logged no successful request" in response.json()["detail"]
         assert env.client.get("/api/v1/monitors", headers=env.caller.headers).json()["total"] == 0
+
+
+class TestCli:
+    def test_create_from_yaml_run_wait_status_list(
+        self, env: Env, live_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from typer.testing import CliRunner
+
+        from atoll.cli import app as cli
+
+        monkeypatch.setenv("ATOLL_URL", live_url)
+        monkeypatch.setenv("ATOLL_TOKEN", env.caller.token)
+        reference_frame().to_parquet(tmp_path / "reference.parquet", index=False)
+        spec_file = tmp_path / "monitor.yaml"
+        spec_file.write_text(
+            "name: cli-drift\nendpoint: scoring\nreference_file: reference.parquet\nspec:\n"
+            "  columns:\n    - {name: x, kind: numeric}\n    - {name: c, kind: categorical}\n"
+        )
+        runner = CliRunner()
+        created = runner.invoke(cli, ["monitor", "create", str(spec_file), "--json"])
+        assert created.exit_code == 0, created.output
+        assert json.loads(created.stdout)["reference"]["rows"] == 2000
+        env.write(window_rows(700, drift=True, seed=11))
+        worker = env.worker()
+        worker.poll_seconds = 0.2
+        thread = threading.Thread(target=worker.run_forever, daemon=True)
+        thread.start()
+        try:
+            ran = runner.invoke(cli, ["monitor", "run", "cli-drift", "--wait", "--json"])
+        finally:
+            worker.stop()
+            thread.join(10)
+        assert ran.exit_code == 1, ran.output  # drift: CI can gate on it
+        assert json.loads(ran.stdout)["status"] == "drift"
+        status = runner.invoke(cli, ["monitor", "status", "cli-drift", "--json"])
+        assert json.loads(status.stdout)["monitor"]["status"] == "drift"
+        listed = runner.invoke(cli, ["monitor", "list"])
+        assert listed.exit_code == 0 and "cli-drift" in listed.stdout
+        missing = runner.invoke(cli, ["monitor", "status", "nope"])
+        assert missing.exit_code == 4
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("name: [unclosed")
+        assert runner.invoke(cli, ["monitor", "create", str(bad)]).exit_code == 2

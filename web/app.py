@@ -32,6 +32,7 @@ from atoll.web.api import system as system_api
 from atoll.web.http_semantics import HttpSemantics
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
 from atoll.web.portal import deploy_views as portal_deploy_views
+from atoll.web.portal import monitor_views as portal_monitor_views
 from atoll.web.portal import registry_views as portal_registry_views
 from atoll.web.portal import stats_views as portal_stats_views
 from atoll.web.portal import views as portal_views
@@ -104,6 +105,7 @@ def create_app(
         stats_api,
         portal_registry_views,
         portal_deploy_views,
+        portal_monitor_views,
         portal_views,
         portal_stats_views,
     ):

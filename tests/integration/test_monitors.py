@@ -521,3 +521,40 @@ class TestCli:
         bad = tmp_path / "bad.yaml"
         bad.write_text("name: [unclosed")
         assert runner.invoke(cli, ["monitor", "create", str(bad)]).exit_code == 2
+
+
+class TestPortal:
+    def test_list_monitor_page_run_now_progress_and_banners(self, env: Env) -> None:
+        from tests.integration.conftest import sign_in
+
+        env.create(split_by=["deployment"])
+        env.upload("scoring-drift", reference_frame())
+        env.write(window_rows(900, drift=True, seed=12))
+        env.run_now()
+        env.drain()
+        csrf = sign_in(env.client, env.caller, page="/monitoring")
+        listing = env.client.get("/monitoring")
+        assert listing.status_code == 200 and 'href="/monitoring/scoring-drift"' in listing.text
+        assert "Not built yet" not in listing.text
+        page = env.client.get("/monitoring/scoring-drift")
+        assert page.status_code == 200
+        for marker in (
+            'data-testid="drift-timeline"',
+            'data-testid="column-row"',
+            'class="minihist"',
+            'sandbox="allow-scripts"',
+            'data-testid="drift-banner"',
+            'data-testid="serving-health"',
+            "deployment=dep-a",
+        ):
+            assert marker in page.text, marker
+        started = env.client.post("/monitoring/scoring-drift/run", headers={**csrf, "HX-Request": "true"})
+        assert 'data-testid="run-progress"' in started.text and "queued" in started.text
+        progress_url = started.text.split('hx-get="')[1].split('"')[0]
+        env.drain()
+        done = env.client.get(progress_url)
+        assert 'data-testid="run-done"' in done.text and "drift" in done.text
+        refused = env.client.post("/monitoring/scoring-drift/run")  # no CSRF token
+        assert refused.status_code == 403
+        model_page = env.client.get("/models/fraud")
+        assert model_page.status_code == 200 and 'data-testid="drift-banner"' in model_page.text

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from atoll.auth.policy import Role
@@ -239,7 +239,7 @@ class TestDriftAndAlerts:
         env.write(window_rows(1500, drift=False, seed=2), at=utcnow() - timedelta(seconds=1))
         with unit_of_work(env.factory) as session:  # only the clean rows are in the next window
             session.execute(
-                InferenceEvent.__table__.delete().where(InferenceEvent.ts < utcnow() - timedelta(seconds=120))
+                delete(InferenceEvent).where(InferenceEvent.ts < utcnow() - timedelta(seconds=120))
             )
         second = env.run_now()
         env.drain()

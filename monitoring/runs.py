@@ -10,11 +10,11 @@ two workers at once, or again after a restart queues each window once.
 **A run** (`monitoring.run`, payload `{"run_id"}`): marks the run `running` (committed,
 so the portal shows progress), drops what an earlier attempt of the same run left (a
 worker that died mid-run: the job's lease lapses and another worker takes it), then
-loads the window, runs the fast engine on all traffic and on each group the monitor splits
-by, stores the per-column results and verdicts, and has Evidently write the HTML report
-(on at most `EVIDENTLY_SAMPLE_ROWS` rows, see docs/monitoring.md). All of that commits
-together with the monitor's new status, the alert and the evidence, so a crash before the
-end leaves nothing half-written. An empty window is `no_data` (no alert, no evidence); a
+loads the reference and the window and commits, runs the fast engine on all traffic and on
+each group the monitor splits by and has Evidently write the HTML report (on at most
+`checks.EVIDENTLY_SAMPLE_ROWS` rows, see docs/monitoring.md) with no transaction open, and
+writes the per-column results and verdicts in one transaction with the monitor's new
+status, the alert and the evidence, so a crash before the end leaves nothing half-written. An empty window is `no_data` (no alert, no evidence); a
 window that cannot be checked (e.g. columns differ from the reference) or an Evidently
 failure marks the run `failed` with the message and the job still succeeds, so the
 schedule goes on.
@@ -22,14 +22,12 @@ schedule goes on.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -39,15 +37,8 @@ from atoll.auth.policy import Principal
 from atoll.db import utcnow
 from atoll.errors import AtollError, Conflict, NotFound
 from atoll.jobs import Handler, Job
-from atoll.monitoring import alerts, service
-from atoll.monitoring.drift import detect_drift
-from atoll.monitoring.errors import EvidentlyError
-from atoll.monitoring.evidently_adapter import run_evidently
-from atoll.monitoring.histograms import histogram
+from atoll.monitoring import alerts, checks, service
 from atoll.monitoring.models import ALL_TRAFFIC, Monitor, MonitorColumnResult, MonitorRun
-from atoll.monitoring.reference import ReferenceProfile
-from atoll.monitoring.schemas import DriftResult, DriftSpec
-from atoll.monitoring.windows import Window, group_key, load_window
 from atoll.registry import evidence
 from atoll.registry.schemas import EvidenceIn
 
@@ -56,7 +47,6 @@ log = logging.getLogger(__name__)
 SCHEDULE_JOB = "monitoring.schedule"
 RUN_JOB = "monitoring.run"
 SCHEDULE_PERIOD_SECONDS = 30.0
-EVIDENTLY_SAMPLE_ROWS = 100_000
 FINAL_STATES = frozenset({"succeeded", "no_data", "failed"})
 
 
@@ -132,122 +122,6 @@ def run_now(session: Session, *, actor: Principal, name: str) -> tuple[Job, Moni
         summary={"job_id": job.id, "run_id": run.id},
     )
     return job, run
-
-
-def _checked_columns(frame: pd.DataFrame, spec: DriftSpec) -> pd.DataFrame:
-    """The window's columns of the spec (a missing one stays missing, so the error names it).
-
-    A numeric column whose logged values are all null arrives as objects (JSON nulls); it is
-    made float so the engine reports it `all_null` instead of refusing its type.
-    """
-    kept = frame[[c for c in frame.columns if c in spec.names]]
-    numeric = {c.name for c in spec.columns if c.kind == "numeric"}
-    empty = [c for c in kept.columns if c in numeric and kept[c].dtype == object and kept[c].isna().all()]
-    return kept.astype(dict.fromkeys(empty, "float64")) if empty else kept
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _store(
-    session: Session, run: MonitorRun, result: DriftResult, profile: ReferenceProfile, frame: pd.DataFrame
-) -> None:
-    chosen = result.evidently if result.alert_rule == "evidently" else result.corrected
-    run.rows = result.current_rows
-    run.status = result.status if result.status != "no_data" else None
-    run.alert_rule = result.alert_rule
-    run.evidently_drifted = result.evidently.drifted if result.evidently else None
-    run.corrected_drifted = result.corrected.drifted if result.corrected else None
-    run.drift_share = chosen.share if chosen else None
-    run.tested_columns = chosen.tested_columns if chosen else None
-    run.drifted_columns = chosen.drifted_columns if chosen else None
-    for column in result.columns:
-        session.add(
-            MonitorColumnResult(
-                run_id=run.id,
-                column=column.column,
-                kind=column.kind,
-                status=column.status,
-                method=column.method,
-                score_type=column.score_type,
-                score=_finite(column.score),
-                threshold=column.threshold,
-                drifted=column.drifted,
-                adjusted_p_value=_finite(column.adjusted_p_value),
-                bh_drifted=column.drifted_corrected,
-                reference_nulls=column.reference_nulls,
-                null_count=column.current_nulls,
-                detail=column.detail,
-                histogram=histogram(profile.columns[column.column], frame[column.column]),
-            )
-        )
-
-
-def _check_groups(
-    session: Session,
-    monitor: Monitor,
-    run: MonitorRun,
-    window: Window,
-    profile: ReferenceProfile,
-    spec: DriftSpec,
-) -> None:
-    for group, part in window.groups(monitor.split_by):
-        row = MonitorRun(
-            monitor_id=monitor.id,
-            job_id=run.job_id,
-            trigger=run.trigger,
-            window_start=run.window_start,
-            window_end=run.window_end,
-            group_key=group_key(group),
-            deployment=group.get("deployment"),
-            backend=group.get("backend"),
-            arm=group.get("arm"),
-            state="running",
-            model_versions=[list(p) for p in part.model_versions()],
-            started_at=run.started_at,
-        )
-        session.add(row)
-        session.flush()
-        frame = _checked_columns(part.features, spec)
-        _store(session, row, detect_drift(profile, frame, spec), profile, frame)
-        row.state = "succeeded" if row.status else "no_data"
-        row.finished_at = utcnow()
-
-
-def _check(session: Session, monitor: Monitor, run: MonitorRun, reports_root: Path) -> None:
-    reference = service.reference_of(session, monitor)
-    if reference is None:
-        raise Conflict("the monitor has no reference set; upload one")
-    spec = service.spec_of(monitor)
-    profile = ReferenceProfile.from_bytes(reference.profile)
-    window = load_window(session, endpoint=monitor.endpoint, start=run.window_start, end=run.window_end)
-    run.rows = len(window)
-    run.model_versions = [list(p) for p in window.model_versions()]
-    if len(window) == 0:
-        run.state = "no_data"
-        run.message = "no successful request with features in this window"
-        return
-    frame = _checked_columns(window.features, spec)
-    result = detect_drift(profile, frame, spec)
-    _store(session, run, result, profile, frame)
-    if result.status == "no_data":
-        run.state = "no_data"
-        run.message = "no column of the spec has a value in this window"
-        return
-    _check_groups(session, monitor, run, window, profile, spec)
-    if window.truncated:
-        run.message = f"the window was cut at {len(window):,} rows"
-    report = reports_root / monitor.name / f"run-{run.id}.html"
-    run_evidently(
-        pd.read_parquet(io.BytesIO(reference.parquet)),
-        frame,
-        spec,
-        html_path=report,
-        sample_rows=EVIDENTLY_SAMPLE_ROWS,
-    )
-    run.report_path = str(report)
-    run.state = "succeeded"
 
 
 def _previous_verdict(session: Session, monitor: Monitor, before: datetime) -> str:
@@ -357,15 +231,15 @@ def execute(session: Session, run_id: int, *, reports_root: Path) -> dict[str, A
     run.state, run.started_at, run.message, run.report_path = "running", utcnow(), None, None
     session.commit()
     try:
-        _check(session, monitor, run, reports_root)
-    except (AtollError, EvidentlyError) as exc:
-        run.state = "failed"
-        run.message = exc.detail
+        loaded = checks.load(session, monitor, run)
+        session.commit()  # no transaction open while the engine and Evidently run (see checks.py)
+        checked = checks.compute(monitor, run, loaded, reports_root)
+    except AtollError as exc:
+        checked = checks.Checked(state="failed", message=exc.detail)
     except Exception as exc:  # a bug or a broken reference: the run says so, the schedule goes on
         log.exception("drift run failed", extra={"monitor": monitor.name, "run_id": run.id})
-        run.state = "failed"
-        run.message = f"{type(exc).__name__}: {exc}"
-    run.finished_at = utcnow()
+        checked = checks.Checked(state="failed", message=f"{type(exc).__name__}: {exc}")
+    checks.store(session, monitor, run, checked)
     _conclude(session, monitor, run)
     return {"run_id": run.id, "state": run.state, "status": monitor.status, "rows": run.rows}
 

@@ -7,6 +7,16 @@ from atoll import audit, events, jobs
 from atoll.auth import models as auth_models
 from atoll.db import Base
 from atoll.deployer import models as deployer_models
+from atoll.monitoring import models as monitoring_models
 from atoll.registry import models as registry_models
 
-__all__ = ["Base", "audit", "auth_models", "deployer_models", "events", "jobs", "registry_models"]
+__all__ = [
+    "Base",
+    "audit",
+    "auth_models",
+    "deployer_models",
+    "events",
+    "jobs",
+    "monitoring_models",
+    "registry_models",
+]

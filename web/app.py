@@ -15,6 +15,7 @@ from atoll._version import __version__
 from atoll.backends import cached_catalog
 from atoll.db import make_engine, make_session_factory
 from atoll.deployer.lifecycle import DeployerContext
+from atoll.monitoring.gauges import DriftCollector
 from atoll.registry.mlflow.adapter import MlflowRegistry
 from atoll.settings import Settings, get_settings
 from atoll.web import openapi, problems
@@ -24,6 +25,7 @@ from atoll.web.api import deployments as deployments_api
 from atoll.web.api import endpoints as endpoints_api
 from atoll.web.api import events as events_api
 from atoll.web.api import jobs as jobs_api
+from atoll.web.api import monitors as monitors_api
 from atoll.web.api import registry as registry_api
 from atoll.web.api import stats as stats_api
 from atoll.web.api import system as system_api
@@ -32,6 +34,7 @@ from atoll.web.http_semantics import HttpSemantics
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
 from atoll.web.portal import deploy_views as portal_deploy_views
 from atoll.web.portal import endpoint_views as portal_endpoint_views
+from atoll.web.portal import monitor_views as portal_monitor_views
 from atoll.web.portal import registry_views as portal_registry_views
 from atoll.web.portal import stats_views as portal_stats_views
 from atoll.web.portal import traffic_views as portal_traffic_views
@@ -87,6 +90,7 @@ def create_app(
     app.state.deployer = deployer or DeployerContext.from_settings(settings, catalog)
     app.state.mlflow = MlflowRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
     app.state.metrics_registry = registry
+    registry.register(DriftCollector(app.state.session_factory))
     app.add_middleware(HttpSemantics, routes=lambda: app.routes, max_body_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))  # outermost: ids on all
     problems.install(app)
@@ -106,6 +110,8 @@ def create_app(
         portal_deploy_views,
         portal_endpoint_views,
         portal_traffic_views,
+        monitors_api,
+        portal_monitor_views,
         portal_views,
         portal_stats_views,
     ):

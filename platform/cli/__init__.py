@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from atoll.cli import ab, deploy, identity, processes, registry, traffic
+from atoll.cli import ab, deploy, identity, monitor, processes, registry, traffic
 from atoll.cli import serve as serve_command
 
 app = typer.Typer(
@@ -24,4 +24,5 @@ ab.register(app)
 registry.register(app)
 deploy.register(app)
 traffic.register(app)
+monitor.register(app)
 serve_command.register(app)

@@ -17,6 +17,7 @@ EXPIRE_SESSIONS_JOB = "core.expire_sessions"
 
 def job_handlers(settings: Settings, deployer: DeployerContext | None = None) -> dict[str, Handler]:
     from atoll.deployer import canary, following, reconcile, rollouts
+    from atoll.monitoring import alerts, runs
 
     def expire_sessions(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
         return {"expired": auth_service.expire_sessions(session)}
@@ -29,6 +30,9 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
         canary.CANARY_JOB: canary.handler(),
         following.ALIAS_MOVED_JOB: following.handler(context),
         following.FOLLOW_CANARY_JOB: following.canary_handler(),
+        runs.SCHEDULE_JOB: runs.schedule_handler,
+        runs.RUN_JOB: runs.run_handler(runs.reports_root(settings.data_dir)),
+        alerts.ALERT_JOB: alerts.deliver,
     }
     if settings.mlflow_tracking_uri:
         from atoll.backends import cached_catalog
@@ -51,7 +55,14 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
 
 def schedules(settings: Settings) -> dict[str, float]:
     """Job kind → period in seconds; the worker enqueues each once per period."""
-    periodic = {EXPIRE_SESSIONS_JOB: 3600.0, RECONCILE_JOB: float(settings.reconcile_interval_seconds)}
+    from atoll.monitoring.runs import SCHEDULE_JOB as MONITOR_SCHEDULE_JOB
+    from atoll.monitoring.runs import SCHEDULE_PERIOD_SECONDS
+
+    periodic = {
+        EXPIRE_SESSIONS_JOB: 3600.0,
+        RECONCILE_JOB: float(settings.reconcile_interval_seconds),
+        MONITOR_SCHEDULE_JOB: SCHEDULE_PERIOD_SECONDS,
+    }
     if settings.mlflow_tracking_uri:
         periodic[SYNC_JOB] = float(settings.sync_interval_seconds)
     return periodic

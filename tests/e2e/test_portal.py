@@ -15,7 +15,7 @@ import httpx
 from playwright.sync_api import Dialog, Locator, Page, Response, expect
 
 SCREENSHOT = "/tmp/atoll-e2e-tokens.png"
-AREAS_NOT_BUILT = ("Experiments", "Monitoring")
+AREAS_NOT_BUILT = ("Experiments",)
 NAV_PAGES = {
     "Models": ("/models", "Models"),
     "Deployments": ("/deployments", "Deployments"),

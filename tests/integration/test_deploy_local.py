@@ -34,7 +34,7 @@ from atoll.deployer.models import Deployment
 from atoll.deployer.reconcile import reconcile
 from atoll.deployer.routing.process import RouterProcess
 from atoll.deployer.targets.localfiles import Layout
-from atoll.events import ExposureEvent
+from atoll.events import ExposureEvent, InferenceEvent
 from atoll.registry.models import Build
 
 from .conftest import free_port, sign_in
@@ -757,3 +757,82 @@ class TestTraffic:
         )
         line = next((line for line in metrics.splitlines() if line.startswith(prefix)), None)
         return float(line.split(" ")[1]) if line else 0.0
+
+
+def test_a_per_arm_drift_monitor_over_two_real_deployments(platform: Platform) -> None:
+    """Two real model servers behind one endpoint log their traffic; one arm's inputs drift.
+    A monitor split by arm flags that arm only, and records drift evidence per version."""
+    for version, name in ((1, "arm-a"), (2, "arm-b")):
+        platform.deploy(version, endpoint="drift-arms", name=name, switch=version == 1)
+        platform.wait_state(name, "available")
+    addresses = {
+        d: platform.call("GET", f"/api/v1/deployments/{d}").json()["address"] for d in ("arm-a", "arm-b")
+    }
+    rng = np.random.default_rng(7)
+    with httpx.Client(timeout=10) as client:
+        for deployment, shift in (("arm-a", 0.0), ("arm-b", 3.0)):
+            for _ in range(250):
+                row = [float(v) for v in rng.normal(size=4)]
+                row[0] += shift
+                url = f"{addresses[deployment]}/v2/models/{platform.model}/infer"
+                assert client.post(url, json=infer_body([row])).status_code == 200
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the servers write their event log in batches
+        with unit_of_work(platform.factory) as session:
+            logged = session.scalar(
+                select(func.count())
+                .select_from(InferenceEvent)
+                .where(InferenceEvent.endpoint == "drift-arms")
+            )
+            sample = session.scalar(
+                select(InferenceEvent.features).where(InferenceEvent.endpoint == "drift-arms")
+            )
+        if logged == 500:
+            break
+        time.sleep(0.3)
+    assert logged == 500 and isinstance(sample, dict)
+    names = sorted(sample)
+    # One drifted column of four: drift at a share of 0.25, judged on Benjamini-Hochberg-corrected
+    # p-values so that a chance p < 0.05 on an undrifted column does not flag the clean arm.
+    columns = [{"name": n, "kind": "numeric", "method": "ks"} for n in names]
+    spec = {"columns": columns, "drift_share": 0.25, "alert_rule": "corrected"}
+    created = platform.call(
+        "POST",
+        "/api/v1/monitors",
+        json={"name": "arms", "endpoint": "drift-arms", "split_by": ["arm"], "spec": spec},
+    )
+    assert created.status_code == 201, created.text
+    reference = "\n".join(
+        [",".join(names)] + [",".join(f"{v:.6f}" for v in r) for r in rng.normal(size=(800, 4))]
+    )
+    uploaded = platform.call(
+        "POST", "/api/v1/monitors/arms/reference", files={"file": ("reference.csv", reference.encode())}
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    run_id = platform.call("POST", "/api/v1/monitors/arms/runs").json()["run_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = platform.call("GET", f"/api/v1/monitors/arms/runs/{run_id}").json()
+        if run["state"] in ("succeeded", "failed", "no_data"):
+            break
+        time.sleep(0.5)
+    assert run["state"] == "succeeded", run["message"]
+    groups = {r["group_key"]: r for r in platform.call("GET", "/api/v1/monitors/arms/runs").json()["items"]}
+    assert groups["arm=arm-a"]["status"] == "ok" and groups["arm=arm-a"]["rows"] == 250
+    assert groups["arm=arm-b"]["status"] == "drift" and groups["arm=arm-b"]["rows"] == 250
+    drifted = {
+        c["column"]
+        for c in platform.call("GET", f"/api/v1/monitors/arms/runs/{groups['arm=arm-b']['id']}").json()[
+            "columns"
+        ]
+        if c["drifted"]
+    }
+    assert drifted == {names[0]}
+    for version, status in ((1, "ok"), (2, "alert")):
+        evidence = platform.call("GET", f"/api/v1/models/{platform.model}/versions/{version}/evidence").json()
+        drift = [
+            e for e in (evidence if isinstance(evidence, list) else evidence["items"]) if e["kind"] == "drift"
+        ]
+        assert drift and drift[0]["status"] == status, (version, drift)
+    for name in ("arm-a", "arm-b"):
+        platform.call("DELETE", f"/api/v1/deployments/{name}", params={"force": "true"})

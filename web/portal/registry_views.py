@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from atoll.auth.policy import Principal, Scope
 from atoll.errors import AtollError, Forbidden
+from atoll.monitoring.service import banner_for_model
 from atoll.registry import evidence as evidence_service
 from atoll.registry import names, promotion, service
 from atoll.registry.builds import service as builds
@@ -106,6 +107,7 @@ def model_page(
         "registry/model.html",
         principal=principal,
         can_deploy=principal.can(Scope.deploy),
+        banners=banner_for_model(session, name),
         **_model_context(session, name, offset),
     )
 

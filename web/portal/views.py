@@ -33,7 +33,6 @@ AREAS = {
         "Experiments",
         "A/B experiments over an endpoint's deployments, with statistics.",
     ),
-    "monitoring": ("Monitoring", "Evidently drift and serving health per endpoint and arm."),
 }
 
 

@@ -1,0 +1,191 @@
+"""Drift monitor commands: `atoll monitor create FILE | run NAME [--wait] | status NAME | list`.
+
+`create` reads a YAML or JSON file with the fields of `POST /api/v1/monitors`, plus an
+optional `reference_file` (CSV or Parquet, relative to the file) that is uploaded right
+after. Exit codes as elsewhere (2 invalid input, 3 not allowed, 4 not found, 5 conflict,
+6 unreachable); `run --wait` exits 1 when the run failed or found drift, so CI can gate on it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from atoll.cli.output import EXIT_FOR_STATUS, client, console, emit_json, fail, table
+from atoll.client import ClientError
+
+monitor_app = typer.Typer(help="Drift monitors: create, run, status, list.", no_args_is_help=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+FINAL = {"succeeded", "no_data", "failed"}
+STATUS_STYLE = {
+    "ok": "[green]ok[/]",
+    "drift": "[red]drift[/]",
+    "failed": "[red]failed[/]",
+    "no_data": "no data",
+}
+
+
+def _call(fn: Any, *, as_json: bool = False) -> Any:
+    try:
+        return fn()
+    except ClientError as exc:
+        if as_json:
+            emit_json(exc.body or {"detail": exc.detail})
+        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", 2)
+    is_yaml = path.suffix.lower() in {".yaml", ".yml"}
+    try:
+        if is_yaml:
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # json's ValueError or yaml's YAMLError
+        fail(f"{path} is not valid {'YAML' if is_yaml else 'JSON'}: {exc}", 2)
+    if not isinstance(data, dict):
+        fail(f"{path}: expected a mapping of monitor fields", 2)
+    return data
+
+
+@monitor_app.command("create")
+def create(
+    file: Annotated[Path, typer.Argument(help="YAML or JSON: name, endpoint, spec, ... [reference_file]")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a monitor from FILE and upload its reference_file, if it names one."""
+    body = _read_spec(file)
+    reference = body.pop("reference_file", None)
+    api = client()
+    created = _call(lambda: api.post("/api/v1/monitors", body), as_json=as_json)
+    if reference:
+        path = (file.parent / str(reference)).resolve()
+        if not path.is_file():
+            fail(
+                f"reference_file {path} does not exist (monitor {created['name']} was created without one)", 2
+            )
+        _call(lambda: api.upload(f"/api/v1/monitors/{created['name']}/reference", path, {}), as_json=as_json)
+        created = _call(lambda: api.get(f"/api/v1/monitors/{created['name']}"), as_json=as_json)
+    if as_json:
+        emit_json(created)
+        return
+    rows = created["reference"]["rows"] if created.get("reference") else "none yet"
+    console.print(
+        f"monitor [bold]{created['name']}[/] on endpoint {created['endpoint']}: reference rows {rows}"
+    )
+
+
+def _wait(name: str, run_id: int, timeout: float) -> dict[str, Any]:
+    api = client()
+    deadline = time.monotonic() + timeout
+    with console.status(f"checking {name}...") as spinner:
+        while True:
+            run = _call(lambda: api.get(f"/api/v1/monitors/{name}/runs/{run_id}"))
+            spinner.update(f"{name}: run {run_id} {run['state']}")
+            if run["state"] in FINAL:
+                return dict(run)
+            if time.monotonic() > deadline:
+                fail(f"run {run_id} is still {run['state']} after {timeout:.0f} s (is a worker running?)", 1)
+            time.sleep(1.0)
+
+
+@monitor_app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="Monitor name")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the verdict; exit 1 on drift or failure")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 600.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check the window that ends now (a job on the worker)."""
+    queued = _call(lambda: client().post(f"/api/v1/monitors/{name}/runs"), as_json=as_json)
+    if not wait:
+        if as_json:
+            emit_json(queued)
+        else:
+            console.print(f"run {queued['run_id']} queued (job {queued['job_id']})")
+        return
+    result = _wait(name, queued["run_id"], timeout)
+    if as_json:
+        emit_json(result)
+    else:
+        _print_run(result)
+    if result["state"] == "failed" or result.get("status") == "drift":
+        raise typer.Exit(1)
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    verdict = STATUS_STYLE.get(run.get("status") or run["state"], run["state"])
+    share = f", drifted share {run['drift_share']:.0%}" if run.get("drift_share") is not None else ""
+    console.print(f"run {run['id']} ({run['group_key']}): {verdict}, {run['rows']} rows{share}")
+    if run.get("message"):
+        console.print(f"  {run['message']}", highlight=False)
+    drifted = [c["column"] for c in run.get("columns", []) if c.get("drifted")]
+    if drifted:
+        console.print(f"  drifted columns: {', '.join(drifted)}")
+
+
+@monitor_app.command("status")
+def status(name: Annotated[str, typer.Argument(help="Monitor name")], as_json: JsonFlag = False) -> None:
+    """The monitor's status and its latest runs."""
+    api = client()
+    monitor = _call(lambda: api.get(f"/api/v1/monitors/{name}"), as_json=as_json)
+    latest = _call(lambda: api.get(f"/api/v1/monitors/{name}/runs", limit=10), as_json=as_json)
+    if as_json:
+        emit_json({"monitor": monitor, "runs": latest["items"]})
+        return
+    console.print(
+        f"[bold]{monitor['name']}[/] on {monitor['endpoint']}: "
+        f"{STATUS_STYLE.get(monitor['status'], monitor['status'])}"
+        f" (every {monitor['schedule_seconds']} s over {monitor['window_seconds']} s"
+        f"{'' if monitor['enabled'] else ', disabled'})"
+    )
+    table(
+        latest["items"],
+        [
+            ("run", "id"),
+            ("window end", lambda r: r["window_end"][:19]),
+            ("group", "group_key"),
+            ("state", "state"),
+            ("status", lambda r: r["status"] or "—"),
+            ("rows", "rows"),
+            ("share", lambda r: "—" if r["drift_share"] is None else f"{r['drift_share']:.0%}"),
+        ],
+    )
+
+
+@monitor_app.command("list")
+def list_monitors(
+    endpoint: Annotated[str | None, typer.Option(help="Only this endpoint's")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every monitor with its status."""
+    page = _call(lambda: client().get("/api/v1/monitors", endpoint=endpoint, limit=500), as_json=as_json)
+    if as_json:
+        emit_json(page)
+        return
+    table(
+        page["items"],
+        [
+            ("name", "name"),
+            ("endpoint", "endpoint"),
+            ("status", lambda m: STATUS_STYLE.get(m["status"], m["status"])),
+            ("split by", lambda m: ", ".join(m["split_by"]) or "—"),
+            ("last run", lambda m: (m["last_run_at"] or "—")[:19]),
+        ],
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(monitor_app, name="monitor")

@@ -14,10 +14,10 @@ loads the reference and the window and commits, runs the fast engine on all traf
 each group the monitor splits by and has Evidently write the HTML report (on at most
 `checks.EVIDENTLY_SAMPLE_ROWS` rows, see docs/monitoring.md) with no transaction open, and
 writes the per-column results and verdicts in one transaction with the monitor's new
-status, the alert and the evidence, so a crash before the end leaves nothing half-written. An empty window is `no_data` (no alert, no evidence); a
-window that cannot be checked (e.g. columns differ from the reference) or an Evidently
-failure marks the run `failed` with the message and the job still succeeds, so the
-schedule goes on.
+status, the alert and the evidence, so a crash before the end leaves nothing half-written.
+An empty window is `no_data` (no alert, no evidence); a window that cannot be checked
+(e.g. columns differ from the reference) or an Evidently failure marks the run `failed`
+with the message and the job still succeeds, so the schedule goes on.
 """
 
 from __future__ import annotations

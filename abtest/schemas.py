@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from atoll.abtest.stats import AnalysisResult, PowerResult
+from atoll.abtest.stats import AnalysisResult, ArmData, PowerResult
 from atoll.schemas import IsoDateTime
 
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -199,13 +199,6 @@ class ArmProgress(BaseModel):
     planned: int | None
 
 
-class Unexposed(BaseModel):
-    """Outcomes tagged with this experiment from units the split never exposed: not analysed."""
-
-    units: int
-    events: int
-
-
 class ResultsRead(BaseModel):
     """The live readout: the engine's analysis of the sums computed in the database."""
 
@@ -214,8 +207,18 @@ class ResultsRead(BaseModel):
     computed_at: datetime
     analysis: AnalysisResult | None = Field(description="Primary and guardrail metrics: the verdict")
     secondary: AnalysisResult | None = Field(description="Secondary metrics: reported, not decided on")
+    sums: dict[str, dict[str, ArmData]] = Field(
+        description="metric -> arm -> the sums computed in the database, as the engine read them"
+    )
+    chance_to_beat_control: dict[str, dict[str, float | None]] = Field(
+        description="metric -> treatment arm -> posterior P(better than control), flat prior"
+    )
     progress: list[ArmProgress]
-    unexposed: Unexposed
+    units_in_several_arms: int = Field(description="Units exposed under two arms (counted in their first)")
+    unexposed_outcomes: int = Field(
+        description="Outcome events of the experiment's metrics since its start from units the split "
+        "never exposed: stored, not analysed"
+    )
     verdict: str = Field(description="won | non_inferior | lost | inconclusive | invalid")
     winner: str | None = Field(description="The treatment arm that won (or was non-inferior), if one")
     reasons: list[str]

@@ -108,11 +108,11 @@ def _request(
         metrics=specs,
         alpha=experiment.alpha,
         hypothesis=Hypothesis(
-            type=experiment.hypothesis,  # type: ignore[arg-type]
+            type=experiment.hypothesis,
             margin=experiment.margin,
-            margin_type=experiment.margin_type,  # type: ignore[arg-type]
+            margin_type=experiment.margin_type,
         ),
-        method="bayesian" if bayesian else experiment.method,  # type: ignore[arg-type]
+        method="bayesian" if bayesian else experiment.method,
         sequential_tuning=float(tuning),
     )
 

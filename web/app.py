@@ -23,6 +23,7 @@ from atoll.web.api import auth as auth_api
 from atoll.web.api import deployments as deployments_api
 from atoll.web.api import endpoints as endpoints_api
 from atoll.web.api import events as events_api
+from atoll.web.api import experiments as experiments_api
 from atoll.web.api import jobs as jobs_api
 from atoll.web.api import registry as registry_api
 from atoll.web.api import stats as stats_api
@@ -97,6 +98,7 @@ def create_app(
         registry_api,
         deployments_api,
         endpoints_api,
+        experiments_api,
         stats_api,
         portal_registry_views,
         portal_deploy_views,

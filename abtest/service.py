@@ -199,9 +199,9 @@ def check_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     arrives. Outcomes of units the split never exposed are stored and shown, not analysed.
     """
     keys = {row["experiment"] for row in rows if row.get("experiment")}
-    if not keys:
-        return
-    found = {e.key: e for e in session.scalars(select(Experiment).where(Experiment.key.in_(keys)))}
+    found = {}
+    if keys:
+        found = {e.key: e for e in session.scalars(select(Experiment).where(Experiment.key.in_(keys)))}
     allowed = {key: {n for m in metrics_of(e) for n in m.events} for key, e in found.items()}
     latest = utcnow() + FUTURE_SKEW
     for i, row in enumerate(rows):

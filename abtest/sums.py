@@ -99,7 +99,12 @@ def _seconds_offset(
     return elapsed_ms <= edge_ms if at_most else elapsed_ms >= edge_ms
 
 
-def _first_exposures(split: str, until: datetime | None, arms: Sequence[str] | None = None) -> Subquery:
+def _first_exposures(
+    split: str,
+    until: datetime | None,
+    arms: Sequence[str] | None = None,
+    since: datetime | None = None,
+) -> Subquery:
     """One row per unit: (unit_id, arm, exposed_at) of its first exposure in the split."""
     exposure = ExposureEvent
     order = func.row_number().over(partition_by=exposure.unit_id, order_by=(exposure.ts, exposure.id))
@@ -117,6 +122,8 @@ def _first_exposures(split: str, until: datetime | None, arms: Sequence[str] | N
     )
     if arms is not None:  # after ranking: a unit first seen outside the arms stays out
         first = first.where(ranked_rows.c.arm.in_(list(arms)))
+    if since is not None:  # after ranking too: a unit assigned before `since` stays out
+        first = first.where(ranked_rows.c.exposed_at >= literal(since, UTCDateTime()))
     return first.subquery("exposed")
 
 
@@ -179,15 +186,18 @@ def arm_sums(
     metric: MetricQuery,
     attribution_seconds: float,
     until: datetime | None = None,
+    since: datetime | None = None,
 ) -> dict[str, ArmData]:
     """The engine's `ArmData` per arm for one metric, from one aggregate SQL statement.
 
     `split` is the experiment's salt (`ExposureEvent.split`), `arms` its deployments; an arm
-    nobody was exposed to gets n = 0. `until` cuts exposures and outcomes (a snapshot in time).
+    nobody was exposed to gets n = 0. `until` cuts exposures and outcomes (a snapshot in time);
+    `since` keeps only units first exposed at or after it (under adaptive allocation: the
+    units of the last allocation stage, see docs/adaptive-allocation.md).
     """
     if attribution_seconds < 0:
         raise ValueError("attribution_seconds: must be >= 0")
-    exposed = _first_exposures(split, until, arms)
+    exposed = _first_exposures(split, until, arms, since)
     unit = _per_unit(session, exposed, metric, attribution_seconds, until)
     statement = select(
         unit.c.arm,
@@ -220,9 +230,11 @@ def _arm_data(metric: MetricQuery, row: Sequence[Any] | None) -> ArmData:
     return ArmData(n=n, sum=total, sum_squares=squares)
 
 
-def exposures_per_arm(session: Session, *, split: str, until: datetime | None = None) -> dict[str, int]:
+def exposures_per_arm(
+    session: Session, *, split: str, until: datetime | None = None, since: datetime | None = None
+) -> dict[str, int]:
     """Units per arm by their first exposure in the split: the observed counts of the SRM check."""
-    exposed = _first_exposures(split, until)
+    exposed = _first_exposures(split, until, since=since)
     statement = select(exposed.c.arm, func.count()).group_by(exposed.c.arm)
     return {arm: int(count) for arm, count in session.execute(statement)}
 

@@ -116,7 +116,9 @@ def load(factory: sessionmaker[Session], rows: Rows) -> None:
         ingest_outcomes(session, rows.outcomes)
 
 
-def first_exposures(rows: Rows, until: datetime | None = None) -> dict[str, tuple[str, datetime]]:
+def first_exposures(
+    rows: Rows, until: datetime | None = None, since: datetime | None = None
+) -> dict[str, tuple[str, datetime]]:
     first: dict[str, tuple[str, datetime]] = {}
     for e in rows.exposures:  # generation order: ties cannot happen here
         if e["split"] != SPLIT or (until is not None and e["ts"] > until):  # type: ignore[operator]
@@ -125,17 +127,19 @@ def first_exposures(rows: Rows, until: datetime | None = None) -> dict[str, tupl
         assert isinstance(ts, datetime)
         if unit not in first or ts < first[unit][1]:
             first[unit] = (str(e["deployment"]), ts)
-    return first
+    return {unit: first[unit] for unit in first if since is None or first[unit][1] >= since}
 
 
-def hand_sums(rows: Rows, metric: MetricQuery, until: datetime | None = None) -> dict[str, ArmData]:
+def hand_sums(
+    rows: Rows, metric: MetricQuery, until: datetime | None = None, since: datetime | None = None
+) -> dict[str, ArmData]:
     """The same sums by plain Python loops over the distinct events."""
     distinct = {str(o["event_id"]): o for o in rows.outcomes}.values()
     by_unit: dict[str, list[dict[str, object]]] = defaultdict(list)
     for o in distinct:
         by_unit[str(o["unit_id"])].append(o)
     acc = {arm: [0, 0.0, 0.0, 0.0, 0.0, 0.0] for arm in ARMS}
-    for unit, (arm, exposed) in first_exposures(rows, until).items():
+    for unit, (arm, exposed) in first_exposures(rows, until, since).items():
         y = x = 0.0
         converted = False
         for o in by_unit[unit]:
@@ -221,6 +225,20 @@ class TestArmSums:
         expected = hand_sums(rows, metric, until)
         assert_close(got, expected)
         assert expected["control"].n < hand_sums(rows, metric)["control"].n
+
+    def test_since_keeps_the_units_first_exposed_after_it(
+        self, rows: Rows, session_factory: sessionmaker[Session]
+    ) -> None:
+        since, metric = T0 + timedelta(hours=12), METRICS["binary"]
+        with unit_of_work(session_factory) as session:
+            got = arm_sums(
+                session, split=SPLIT, arms=ARMS, metric=metric, attribution_seconds=WINDOW, since=since
+            )
+            per_arm = exposures_per_arm(session, split=SPLIT, since=since)
+        expected = hand_sums(rows, metric, since=since)
+        assert_close(got, expected)
+        assert per_arm == {arm: data.n for arm, data in expected.items()}
+        assert 0 < expected["control"].n < hand_sums(rows, metric)["control"].n
 
     def test_each_unit_counts_once_in_its_first_arm(
         self, rows: Rows, session_factory: sessionmaker[Session]

@@ -16,6 +16,7 @@ EXPIRE_SESSIONS_JOB = "core.expire_sessions"
 
 
 def job_handlers(settings: Settings, deployer: DeployerContext | None = None) -> dict[str, Handler]:
+    from atoll.abtest.schedule import EXPERIMENTS_JOB, tick
     from atoll.deployer import reconcile, rollouts
 
     def expire_sessions(session: Session, _payload: dict[str, Any]) -> dict[str, Any]:
@@ -26,6 +27,7 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
         EXPIRE_SESSIONS_JOB: expire_sessions,
         ROLLOUT_JOB: rollouts.handler(context),
         RECONCILE_JOB: reconcile.handler(context),
+        EXPERIMENTS_JOB: tick,
     }
     if settings.mlflow_tracking_uri:
         from atoll.backends import cached_catalog
@@ -48,7 +50,13 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
 
 def schedules(settings: Settings) -> dict[str, float]:
     """Job kind → period in seconds; the worker enqueues each once per period."""
-    periodic = {EXPIRE_SESSIONS_JOB: 3600.0, RECONCILE_JOB: float(settings.reconcile_interval_seconds)}
+    from atoll.abtest.schedule import EXPERIMENTS_JOB, TICK_SECONDS
+
+    periodic = {
+        EXPIRE_SESSIONS_JOB: 3600.0,
+        RECONCILE_JOB: float(settings.reconcile_interval_seconds),
+        EXPERIMENTS_JOB: TICK_SECONDS,
+    }
     if settings.mlflow_tracking_uri:
         periodic[SYNC_JOB] = float(settings.sync_interval_seconds)
     return periodic

@@ -46,6 +46,7 @@ def reallocate(session: Session, experiment: Experiment, *, now: datetime | None
     seed = zlib.crc32(f"{experiment.salt}:{now.isoformat()}".encode())
     weights = thompson_weights(posteriors, floor_percent=experiment.allocation_floor, draws=DRAWS, seed=seed)
     summary = posterior_summary(posteriors, draws=DRAWS, seed=seed)
+    previous = service.arm_weights(experiment)
     reason = "thompson: " + ", ".join(f"{s.arm} P(best)={s.probability_best:.3f}" for s in summary)
     lifecycle.reweight(
         session, experiment=experiment, to=weights, reason=f"experiment {experiment.key} {reason}"
@@ -56,7 +57,12 @@ def reallocate(session: Session, experiment: Experiment, *, now: datetime | None
         experiment_id=experiment.id,
         ts=now,
         weights=weights,
-        posterior={"seed": seed, "draws": DRAWS, "arms": [s.model_dump() for s in summary]},
+        posterior={
+            "seed": seed,
+            "draws": DRAWS,
+            "previous": previous,
+            "arms": [s.model_dump() for s in summary],
+        },
         reason=reason,
     )
     session.add(change)

@@ -31,6 +31,7 @@ from atoll.web.api import system as system_api
 from atoll.web.http_semantics import HttpSemantics
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
 from atoll.web.portal import deploy_views as portal_deploy_views
+from atoll.web.portal import experiment_views as portal_experiment_views
 from atoll.web.portal import registry_views as portal_registry_views
 from atoll.web.portal import stats_views as portal_stats_views
 from atoll.web.portal import views as portal_views
@@ -102,6 +103,7 @@ def create_app(
         stats_api,
         portal_registry_views,
         portal_deploy_views,
+        portal_experiment_views,
         portal_views,
         portal_stats_views,
     ):

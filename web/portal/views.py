@@ -29,10 +29,6 @@ LOGIN_CSRF_COOKIE = "atoll_login_csrf"
 AUDIT_PAGE_SIZE = 50
 
 AREAS = {
-    "experiments": (
-        "Experiments",
-        "A/B experiments over an endpoint's deployments, with statistics.",
-    ),
     "monitoring": ("Monitoring", "Evidently drift and serving health per endpoint and arm."),
 }
 

@@ -57,7 +57,8 @@ def test_the_lifecycle_from_the_command_line(tmp_path: Path, session_factory: se
     assert ok_json("ab", "start", "cli-exp")["state"] == "running"
     with unit_of_work(session_factory) as session:
         experiment = service.get(session, "cli-exp")
-        at = experiment.started_at + timedelta(seconds=1)  # type: ignore[operator]
+        assert experiment.started_at is not None
+        at = experiment.started_at + timedelta(seconds=1)
         expose(session, split=experiment.salt, endpoint="shop", units={"u1": "blue", "u2": "green"}, at=at)
     status = ok_json("ab", "status", "cli-exp")
     assert {p["arm"]: p["units"] for p in status["progress"]} == {"blue": 1, "green": 1}

@@ -97,7 +97,8 @@ def test_the_page_starts_it_and_shows_live_results_and_refusals(
 
     with unit_of_work(session_factory) as session:
         experiment = service.get(session, "page")
-        at = experiment.started_at + timedelta(seconds=1)  # type: ignore[operator]
+        assert experiment.started_at is not None
+        at = experiment.started_at + timedelta(seconds=1)
         units = {f"u{i}": ("blue" if i % 2 else "green") for i in range(400)}
         expose(session, split=experiment.salt, endpoint="shop", units=units, at=at)
         converted = [

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from atoll.abtest import service
 from atoll.abtest.models import DRAFT, STOPPED, Experiment, ExperimentResult
 from atoll.abtest.schemas import ArmProgress, MetricIn, ResultsRead
+from atoll.abtest.serving import serving_sums
 from atoll.abtest.stats import (
     AnalysisRequest,
     AnalysisResult,
@@ -64,6 +65,15 @@ def metric_query(metric: MetricIn) -> MetricQuery:
 def metric_sums(
     session: Session, experiment: Experiment, metric: MetricIn, until: datetime | None
 ) -> dict[str, ArmData]:
+    if metric.serving is not None:
+        return serving_sums(
+            session,
+            endpoint=experiment.endpoint,
+            arms=[a["deployment"] for a in experiment.arms],
+            metric=metric.serving,
+            since=experiment.started_at or experiment.created_at,
+            until=until,
+        )
     return arm_sums(
         session,
         split=experiment.salt,

@@ -13,6 +13,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from atoll.abtest.serving import SERVING_TYPES, ServingMetric
 from atoll.abtest.stats import AnalysisResult, ArmData, PowerResult
 from atoll.schemas import IsoDateTime
 
@@ -63,9 +64,25 @@ class MetricIn(_Input):
         gt=0,
         description="mean metrics bounded in [0, max_value]: allows Thompson allocation on them",
     )
+    serving: ServingMetric | None = Field(
+        default=None,
+        description="A serving metric per arm from the inference log (per request) instead of outcome "
+        "events: latency_ms (mean) or error_rate (binary); for guardrail and secondary metrics",
+    )
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> Self:
+        if self.serving is not None:
+            wanted = SERVING_TYPES[self.serving]
+            if self.type != wanted:
+                raise ValueError(f"type: serving metric {self.serving} is a {wanted} metric")
+            if self.role == "primary":
+                raise ValueError(
+                    "role: a serving metric is a guardrail or a secondary metric, not the primary"
+                )
+            if self.event or self.numerator or self.denominator or self.covariate:
+                raise ValueError("serving: a serving metric reads the inference log, not outcome events")
+            return self
         if self.type == "ratio":
             if not self.numerator or not self.denominator:
                 raise ValueError("numerator and denominator: a ratio metric names both outcome metrics")
@@ -82,6 +99,8 @@ class MetricIn(_Input):
     @property
     def events(self) -> list[str]:
         """Every outcome metric name this metric reads (for the ingestion check)."""
+        if self.serving is not None:
+            return []
         names = [self.numerator, self.denominator] if self.type == "ratio" else [self.event or self.name]
         return [n for n in [*names, self.covariate] if n]
 

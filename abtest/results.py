@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atoll.abtest import service
-from atoll.abtest.models import DRAFT, STOPPED, Experiment, ExperimentResult
+from atoll.abtest.models import CONCLUDED, DRAFT, STOPPED, Experiment, ExperimentResult
 from atoll.abtest.schemas import ArmProgress, MetricIn, ResultsRead
 from atoll.abtest.serving import serving_sums
 from atoll.abtest.stats import (
@@ -148,8 +148,8 @@ def _verdict(experiment: Experiment, analysis: AnalysisResult) -> tuple[str, str
 
 
 def compute(session: Session, experiment: Experiment, *, until: datetime | None = None) -> ResultsRead:
-    """The readout now (or as of `until`; a stopped experiment's readout ends at its stop)."""
-    if until is None and experiment.state == STOPPED:
+    """The readout now (or as of `until`; a stopped or concluded experiment's ends at its stop)."""
+    if until is None and experiment.state in (STOPPED, CONCLUDED):
         until = experiment.stopped_at
     metrics = service.metrics_of(experiment)
     units = exposures_per_arm(session, split=experiment.salt, until=until)

@@ -57,7 +57,7 @@ def serving_sums(
         .where(*where)
         .group_by(event.deployment)
     )
-    found = {row[0]: row for row in session.execute(statement).tuples()}
+    found = {row[0]: tuple(row) for row in session.execute(statement)}
     sums = {}
     for arm in arms:
         _, n, total, squares = found.get(arm, (arm, 0, 0.0, 0.0))

@@ -20,6 +20,7 @@ from atoll.abtest import allocation, conclusion, lifecycle, planning, results, s
 from atoll.abtest.models import RUNNING, Experiment
 from atoll.abtest.schemas import ExperimentCreate, PlanRequest, ResultsRead
 from atoll.abtest.stats.inputs import describe
+from atoll.abtest.sums import exposures_per_arm
 from atoll.auth.policy import Principal, Scope
 from atoll.deployer import endpoints
 from atoll.deployer.models import Endpoint
@@ -318,13 +319,16 @@ def conclude(
 
 @router.get("/endpoints/{name}/experiments", response_class=HTMLResponse)
 def endpoint_fragment(request: Request, name: str, principal: Viewer, session: SessionDep) -> Response:
-    """For the endpoint page: its running experiment with progress; empty when there is none."""
+    """For the endpoint page: its running experiment and units per arm; empty when there is none.
+
+    Only the exposure counts (one grouped query), not the whole readout: the endpoint page
+    polls often, and the results page is one click away."""
     experiment = session.scalar(
         select(Experiment).where(Experiment.endpoint == name, Experiment.state == RUNNING)
     )
     if experiment is None:
         return HTMLResponse("")
-    readout = results.compute(session, experiment)
+    units = exposures_per_arm(session, split=experiment.salt)
     return render(
-        request, "experiments/_endpoint.html", principal=principal, experiment=experiment, readout=readout
+        request, "experiments/_endpoint.html", principal=principal, experiment=experiment, units=units
     )

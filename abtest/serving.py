@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from atoll.abtest.stats.schemas import ArmData
@@ -46,7 +46,7 @@ def serving_sums(
     ]
     if until is not None:
         where.append(event.ts <= literal(until, UTCDateTime()))
-    value: ColumnElement[Any]
+    value: SQLColumnExpression[Any]
     if metric == "latency_ms":
         value = event.latency_ms
         where.append(event.latency_ms.is_not(None))

@@ -4,6 +4,7 @@ It lives here, not in the core, because it must import every domain package.
 """
 
 from atoll import audit, events, jobs
+from atoll.abtest import models as abtest_models
 from atoll.auth import models as auth_models
 from atoll.db import Base
 from atoll.deployer import models as deployer_models
@@ -12,6 +13,7 @@ from atoll.registry import models as registry_models
 
 __all__ = [
     "Base",
+    "abtest_models",
     "audit",
     "auth_models",
     "deployer_models",

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+OUTCOMES_PATH = "/api/v1/events/outcomes"
+#: Statuses worth another try: the platform is unreachable (0), throttling, or failing for a while.
+RETRY_STATUSES = frozenset({0, 429, 502, 503, 504})
 
 
 class ClientError(Exception):
@@ -102,3 +109,52 @@ class Client:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
+
+    def send_outcomes(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = 1000,
+        retries: int = 4,
+        backoff_seconds: float = 0.5,
+    ) -> dict[str, int]:
+        """Send outcome events in batches; returns the totals (received, inserted, duplicates).
+
+        Each event: `unit_id`, `metric`, optionally `value` (1.0), `ts` (a datetime or ISO 8601
+        text with a timezone), `experiment` and `event_id`. An event without an `event_id` gets a
+        random one here, before the first try: resending a batch (after a timeout, a 503) is then
+        safe, because the platform stores each event id once. A 4xx is not retried: it names
+        the field to fix (ClientError).
+        """
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError("batch_size: 1 to 10,000 events per request")
+        totals = {"received": 0, "inserted": 0, "duplicates": 0}
+        batch: list[dict[str, Any]] = []
+        for event in events:
+            batch.append(_outcome(event))
+            if len(batch) == batch_size:
+                self._send_batch(batch, totals, retries, backoff_seconds)
+                batch = []
+        if batch:
+            self._send_batch(batch, totals, retries, backoff_seconds)
+        return totals
+
+    def _send_batch(
+        self, batch: list[dict[str, Any]], totals: dict[str, int], retries: int, backoff_seconds: float
+    ) -> None:
+        for attempt in range(retries + 1):
+            try:
+                answer = self.post(OUTCOMES_PATH, {"events": batch})
+                break
+            except ClientError as exc:
+                if exc.status not in RETRY_STATUSES or attempt == retries:
+                    raise
+                time.sleep(backoff_seconds * 2**attempt)
+        for key in totals:
+            totals[key] += int(answer[key])
+
+
+def _outcome(event: Mapping[str, Any]) -> dict[str, Any]:
+    row = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in event.items() if v is not None}
+    row.setdefault("event_id", uuid.uuid4().hex)
+    return row

@@ -9,6 +9,7 @@ alias is moved back. This service therefore commits the caller's session itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -117,17 +118,25 @@ def _builds(session: Session, name: str, version: int) -> dict[str, str]:
 
 
 def check_gates(
-    session: Session, registry: MlflowRegistry, *, actor: Principal, name: str, alias: str, version: int
+    session: Session,
+    registry: MlflowRegistry,
+    *,
+    actor: Principal,
+    name: str,
+    alias: str,
+    version: int,
+    pending: Sequence[EvidenceFact] = (),
 ) -> list[GateResult]:
     """Read the facts from our database, end that transaction, then ask MLflow for metrics.
 
     Ending the read transaction before the network call matters on SQLite, where every
     transaction holds the write lock: a concurrent promotion must be able to see our lock.
+    `pending` is evidence the caller records in the same step as the move (newest first).
     """
     policy = effective_policy(session, name, alias)
     run_id = get_version(session, name, version).run_id
     builds = _builds(session, name, version)
-    evidence = [
+    evidence = [*pending] + [
         EvidenceFact(kind=e.kind, status=e.status, recorded_by=e.recorded_by, summary=e.summary)
         for e in evidence_service.for_version(session, name, version)
     ]
@@ -193,7 +202,13 @@ def move_alias(
     reason: str,
     force: bool,
     kind: str = "promote",
+    pending: Sequence[EvidenceFact] = (),
+    with_move: Callable[[Session], None] | None = None,
 ) -> PromotionResult:
+    """Move the alias behind the gates. `with_move` writes the caller's own rows into the
+    move's transaction once the gates pass (an experiment's verdict and traffic), so they
+    commit with the alias or not at all; `pending` is the evidence it will record, which the
+    gates read as if it were recorded."""
     names.check_alias(alias)
     model = cached_model(session, name)
     check_owner(session, actor=actor, team=model.team, name=name)
@@ -212,6 +227,8 @@ def move_alias(
             reason=reason,
             force=force,
             kind=kind,
+            pending=pending,
+            with_move=with_move,
         )
     finally:
         _release(session, name, alias)
@@ -228,12 +245,16 @@ def _move_locked(
     reason: str,
     force: bool,
     kind: str,
+    pending: Sequence[EvidenceFact],
+    with_move: Callable[[Session], None] | None,
 ) -> PromotionResult:
     current = registry.get_model(name).aliases.get(alias)
     from_version = int(current) if current else None
     if from_version == version:
         raise Conflict(f"{name}@{alias} already points to version {version}")
-    gates = check_gates(session, registry, actor=actor, name=name, alias=alias, version=version)
+    gates = check_gates(
+        session, registry, actor=actor, name=name, alias=alias, version=version, pending=pending
+    )
     failed = [g for g in gates if not g.passed]
     if failed and not force:
         summary = "; ".join(f"{g.gate}: {g.reason}" for g in failed)
@@ -270,6 +291,8 @@ def _move_locked(
         kind=ALIAS_MOVED_JOB,
         payload={"model": name, "alias": alias, "from": from_version, "to": version, "kind": kind},
     )
+    if with_move is not None:
+        with_move(session)
     session.flush()
     registry.set_alias(name, alias, str(version))
     try:

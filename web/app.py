@@ -24,6 +24,7 @@ from atoll.web.api import auth as auth_api
 from atoll.web.api import deployments as deployments_api
 from atoll.web.api import endpoints as endpoints_api
 from atoll.web.api import events as events_api
+from atoll.web.api import experiments as experiments_api
 from atoll.web.api import jobs as jobs_api
 from atoll.web.api import monitors as monitors_api
 from atoll.web.api import registry as registry_api
@@ -34,6 +35,7 @@ from atoll.web.http_semantics import HttpSemantics
 from atoll.web.middleware import HttpMetrics, RequestContextMiddleware
 from atoll.web.portal import deploy_views as portal_deploy_views
 from atoll.web.portal import endpoint_views as portal_endpoint_views
+from atoll.web.portal import experiment_views as portal_experiment_views
 from atoll.web.portal import monitor_views as portal_monitor_views
 from atoll.web.portal import registry_views as portal_registry_views
 from atoll.web.portal import stats_views as portal_stats_views
@@ -112,6 +114,8 @@ def create_app(
         portal_traffic_views,
         monitors_api,
         portal_monitor_views,
+        experiments_api,
+        portal_experiment_views,
         portal_views,
         portal_stats_views,
     ):

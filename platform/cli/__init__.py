@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from atoll.cli import ab, deploy, identity, monitor, processes, registry, traffic
+from atoll.cli import ab, ab_experiments, deploy, identity, monitor, processes, registry, traffic
 from atoll.cli import serve as serve_command
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
 processes.register(app)
 identity.register(app)
 ab.register(app)
+ab_experiments.register(app)
 registry.register(app)
 deploy.register(app)
 traffic.register(app)

@@ -16,6 +16,7 @@ EXPIRE_SESSIONS_JOB = "core.expire_sessions"
 
 
 def job_handlers(settings: Settings, deployer: DeployerContext | None = None) -> dict[str, Handler]:
+    from atoll.abtest.schedule import EXPERIMENTS_JOB, tick
     from atoll.deployer import canary, following, reconcile, rollouts
     from atoll.monitoring import alerts, runs
 
@@ -33,6 +34,7 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
         runs.SCHEDULE_JOB: runs.schedule_handler,
         runs.RUN_JOB: runs.run_handler(runs.reports_root(settings.data_dir)),
         alerts.ALERT_JOB: alerts.deliver,
+        EXPERIMENTS_JOB: tick,
     }
     if settings.mlflow_tracking_uri:
         from atoll.backends import cached_catalog
@@ -55,6 +57,7 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
 
 def schedules(settings: Settings) -> dict[str, float]:
     """Job kind → period in seconds; the worker enqueues each once per period."""
+    from atoll.abtest.schedule import EXPERIMENTS_JOB, TICK_SECONDS
     from atoll.monitoring.runs import SCHEDULE_JOB as MONITOR_SCHEDULE_JOB
     from atoll.monitoring.runs import SCHEDULE_PERIOD_SECONDS
 
@@ -62,6 +65,7 @@ def schedules(settings: Settings) -> dict[str, float]:
         EXPIRE_SESSIONS_JOB: 3600.0,
         RECONCILE_JOB: float(settings.reconcile_interval_seconds),
         MONITOR_SCHEDULE_JOB: SCHEDULE_PERIOD_SECONDS,
+        EXPERIMENTS_JOB: TICK_SECONDS,
     }
     if settings.mlflow_tracking_uri:
         periodic[SYNC_JOB] = float(settings.sync_interval_seconds)

@@ -65,9 +65,10 @@ class TestInputs:
     def test_outcomes_with_and_without_optional_fields_in_one_batch(
         self, client: TestClient, admin: Caller
     ) -> None:
-        # A multi-row INSERT needs one shape: this batch was a 500 before.
+        # A multi-row INSERT needs one shape: this batch was a 500 before. (No `experiment` here:
+        # naming one that does not exist is a 404 since experiments exist, test_experiments.py.)
         events = [
-            {"event_id": "a", "unit_id": "u1", "metric": "click", "experiment": "exp"},
+            {"event_id": "a", "unit_id": "u1", "metric": "click"},
             {"event_id": "b", "unit_id": "u2", "metric": "click", "ts": "2026-11-30T10:00:00Z"},
         ]
         response = client.post("/api/v1/events/outcomes", json={"events": events}, headers=admin.headers)

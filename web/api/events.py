@@ -10,9 +10,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atoll import audit, events
+from atoll.abtest.service import check_outcomes
 from atoll.auth.policy import Principal, Scope
 from atoll.schemas import IsoDateTime
 from atoll.web.deps import Authorize, SessionDep
+from atoll.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 MAX_BATCH = 10_000
@@ -56,10 +58,11 @@ class IngestResult(BaseModel):
     duplicates: int
 
 
-@router.post("/outcomes")
+@router.post("/outcomes", responses=errors(404, 409))
 def ingest_outcomes(body: OutcomeBatch, principal: Ingester, session: SessionDep) -> IngestResult:
     """Store outcome events; resending an `event_id` is a no-op, so retries are safe."""
     rows = [e.model_dump(exclude_none=True) for e in body.events]
+    check_outcomes(session, rows)  # 404/422 naming an unknown experiment or metric, before any write
     inserted = events.ingest_outcomes(session, rows)
     result = IngestResult(received=len(rows), inserted=inserted, duplicates=len(rows) - inserted)
     if inserted:

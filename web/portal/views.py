@@ -28,13 +28,6 @@ router = APIRouter(include_in_schema=False)
 LOGIN_CSRF_COOKIE = "atoll_login_csrf"
 AUDIT_PAGE_SIZE = 50
 
-AREAS = {
-    "experiments": (
-        "Experiments",
-        "A/B experiments over an endpoint's deployments, with statistics.",
-    ),
-}
-
 
 class LoginRequired(Exception):
     pass
@@ -232,16 +225,3 @@ def create_user(
     )
     users = [UserRead.of(u) for u in auth_service.list_users(session)]
     return render(request, "partials/user_table.html", principal=principal, users=users)
-
-
-def _area_page(area: str) -> None:
-    title, purpose = AREAS[area]
-
-    def page(request: Request, principal: Viewer) -> Response:
-        return render(request, "empty.html", principal=principal, title=title, purpose=purpose, area=area)
-
-    router.add_api_route(f"/{area}", page, methods=["GET"], response_class=HTMLResponse, name=f"{area}_page")
-
-
-for _area in AREAS:
-    _area_page(_area)

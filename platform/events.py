@@ -51,7 +51,17 @@ class ExposureEvent(Base):
     """
 
     __tablename__ = "exposure_events"
-    __table_args__ = (Index("ix_exposure_events_split_unit", "split", "unit_id"),)
+    # Covering index for the experiment sums (abtest/sums.py; migration 0010).
+    __table_args__ = (
+        Index(
+            "ix_exposure_events_split_unit_ts",
+            "split",
+            "unit_id",
+            "ts",
+            "id",
+            postgresql_include=["deployment"],
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ts: Mapped[datetime] = mapped_column(default=utcnow)
@@ -63,7 +73,10 @@ class ExposureEvent(Base):
 
 class OutcomeEvent(Base):
     __tablename__ = "outcome_events"
-    __table_args__ = (Index("ix_outcome_events_metric_unit", "metric", "unit_id"),)
+    # Covering index for the experiment sums (abtest/sums.py; migration 0010).
+    __table_args__ = (
+        Index("ix_outcome_events_metric_unit_ts", "metric", "unit_id", "ts", postgresql_include=["value"]),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(128), unique=True)

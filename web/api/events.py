@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, NotRequired
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, with_config
+from typing_extensions import TypedDict
 
 from atoll import audit, events
 from atoll.abtest.service import check_outcomes
@@ -19,37 +19,34 @@ from atoll.web.openapi import errors
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 MAX_BATCH = 10_000
 Ingester = Annotated[Principal, Depends(Authorize(Scope.ingest))]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
-class OutcomeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    event_id: str = Field(min_length=1, max_length=128, description="Idempotency key")
-    unit_id: str = Field(min_length=1, max_length=128, description="User, session or request id")
-    metric: str = Field(min_length=1, max_length=128, examples=["purchase"])
-    value: float = Field(default=1.0, strict=True)
-    ts: IsoDateTime | None = None
-    experiment: str | None = Field(default=None, max_length=128)
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("ts")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a timezone, e.g. 2026-11-27T10:00:00Z")
-        return value
+def _timezone_given(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a timezone, e.g. 2026-11-27T10:00:00Z")
+    return value
 
 
-class OutcomeBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# TypedDicts, not BaseModels: validated in pydantic-core without building a model object
+# per event, about 7x faster on a batch of 1,000 (bench/bench_outcome_ingest.py), and the
+# handler passes the dicts straight on. Defaults (value 1, ts now) are applied at insert.
+@with_config(ConfigDict(extra="forbid"))
+class OutcomeIn(TypedDict):
+    event_id: Annotated[Name, Field(description="Idempotency key")]
+    unit_id: Annotated[Name, Field(description="User, session or request id")]
+    metric: Annotated[Name, Field(examples=["purchase"])]
+    value: NotRequired[Annotated[float, Field(strict=True, allow_inf_nan=False, description="Default 1")]]
+    ts: NotRequired[
+        Annotated[IsoDateTime, AfterValidator(_timezone_given), Field(description="Default: when received")]
+        | None
+    ]
+    experiment: NotRequired[Annotated[str, StringConstraints(max_length=128)] | None]
 
-    events: list[OutcomeIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+@with_config(ConfigDict(extra="forbid"))
+class OutcomeBatch(TypedDict):
+    events: Annotated[list[OutcomeIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class IngestResult(BaseModel):
@@ -61,7 +58,7 @@ class IngestResult(BaseModel):
 @router.post("/outcomes", responses=errors(404, 409))
 def ingest_outcomes(body: OutcomeBatch, principal: Ingester, session: SessionDep) -> IngestResult:
     """Store outcome events; resending an `event_id` is a no-op, so retries are safe."""
-    rows = [e.model_dump(exclude_none=True) for e in body.events]
+    rows = body["events"]
     check_outcomes(session, rows)  # 404/422 naming an unknown experiment or metric, before any write
     inserted = events.ingest_outcomes(session, rows)
     result = IngestResult(received=len(rows), inserted=inserted, duplicates=len(rows) - inserted)

@@ -8,7 +8,7 @@ stopping and concluding (which change the endpoint's split) are in ``lifecycle``
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -191,7 +191,7 @@ def create(session: Session, *, actor: Principal, body: ExperimentCreate) -> Exp
 # --- outcome ingestion ----------------------------------------------------------------------
 
 
-def check_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+def check_outcomes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Refuse a batch naming an experiment or metric that does not exist, before anything is stored.
 
     One query per batch (the distinct experiments it names). Late events are accepted: the

@@ -183,11 +183,12 @@ class TestSettings:
         [
             (
                 {"unit_feild": "x"},
-                "'unit_feild' is not a setting of an endpoint (known: unit_field, unit_header)",
+                "'unit_feild' is not a setting of an endpoint (known: on_alias_move, unit_field, unit_header)",
             ),
             ({"unit_field": "customer..id"}, "unit_field must be a JSON field or a dotted path"),
             ({"unit_header": "X Customer"}, "unit_header must be a header name"),
             ({"unit_field": 3}, "unit_field must be"),
+            ({"on_alias_move": "rolling"}, "on_alias_move must be 'switch' or 'canary'"),
         ],
     )
     def test_bad_settings_are_422_naming_the_key(

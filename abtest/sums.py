@@ -173,7 +173,7 @@ def _per_unit(
         func.sum(case((in_x, outcome.value), else_=0.0)) if in_x is not None else literal(0.0)
     )
     # Grouped by the unit alone (its arm is one value per unit): both sides arrive in unit
-    # order from the covering indexes (migration 0010), so PostgreSQL can merge-join and
+    # order from the covering indexes (migration 0009), so PostgreSQL can merge-join and
     # aggregate per unit while streaming, without sorting or hashing a million units.
     return (
         select(func.min(exposed.c.arm).label("arm"), y.label("y"), x.label("x"))

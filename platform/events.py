@@ -51,7 +51,7 @@ class ExposureEvent(Base):
     """
 
     __tablename__ = "exposure_events"
-    # Covering index for the experiment sums (abtest/sums.py; migration 0010).
+    # Covering index for the experiment sums (abtest/sums.py; migration 0009).
     __table_args__ = (
         Index(
             "ix_exposure_events_split_unit_ts",
@@ -73,7 +73,7 @@ class ExposureEvent(Base):
 
 class OutcomeEvent(Base):
     __tablename__ = "outcome_events"
-    # Covering index for the experiment sums (abtest/sums.py; migration 0010).
+    # Covering index for the experiment sums (abtest/sums.py; migration 0009).
     __table_args__ = (
         Index("ix_outcome_events_metric_unit_ts", "metric", "unit_id", "ts", postgresql_include=["value"]),
     )

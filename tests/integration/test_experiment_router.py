@@ -172,6 +172,7 @@ def test_a_lift_through_the_router_is_measured_won_and_promoted(shop: Platform) 
     experiment = start(platform, definition("lift", ENDPOINT, {V1: 50, V2: 50}, V1))
     units = 3000
     per_arm = simulate(platform, experiment, {V1: 0.10, V2: 0.20}, units, seed=16)
+    post_outcomes(platform, "lift", {"never-routed": 1})  # a unit the router never saw: counted apart
 
     seen = exposures(platform, experiment["salt"])
     assert len(seen) == units and all(len(rows) == 1 for rows in seen.values())  # one row per unit
@@ -197,7 +198,7 @@ def test_a_lift_through_the_router_is_measured_won_and_promoted(shop: Platform) 
     assert comparison["relative_ci"]["upper"] == pytest.approx(hand.relative_ci.upper, rel=1e-9)
     assert got["decisions"][0]["verdict"] == expected.decisions[0].verdict == "ship"
     assert (readout["verdict"], readout["winner"]) == ("won", V2)
-    assert readout["unexposed_outcomes"] == 0
+    assert readout["unexposed_outcomes"] == 1  # stored, counted, not in the sums above
 
     concluded = platform.call("POST", f"{API}/lift/conclude", json={"promote": True, "reason": "v2 won"})
     assert concluded.status_code == 200, concluded.text

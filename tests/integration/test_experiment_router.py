@@ -21,8 +21,9 @@ import httpx
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from atoll.abtest.models import Experiment
 from atoll.abtest.stats import analyze
 from atoll.db import unit_of_work
 from atoll.deployer.assignment import assign
@@ -68,9 +69,16 @@ def wait_router_reload(platform: Platform, timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
-def start(platform: Platform, body: dict[str, Any]) -> dict[str, Any]:
+def start(platform: Platform, body: dict[str, Any], *, salt: str) -> dict[str, Any]:
+    """Create and start the experiment, with `salt` in place of the random one it was given.
+
+    The salt is the randomisation (which arm each unit gets); the product draws it at random,
+    the test sets it on the draft so that a run is reproducible, like its other seeds.
+    """
     created = platform.call("POST", API, json=body)
     assert created.status_code == 201, created.text
+    with unit_of_work(platform.factory) as session:
+        session.execute(update(Experiment).where(Experiment.key == body["key"]).values(salt=salt))
     started = platform.call("POST", f"{API}/{body['key']}/start")
     assert started.status_code == 200, started.text
     wait_router_reload(platform)
@@ -169,7 +177,7 @@ def test_a_lift_through_the_router_is_measured_won_and_promoted(shop: Platform) 
     policy = {"protected": False, "gates": {"ab_evidence": True}}
     put = platform.call("PUT", f"/api/v1/models/{platform.model}/policies/champion", json=policy)
     assert put.status_code == 200, put.text
-    experiment = start(platform, definition("lift", ENDPOINT, {V1: 50, V2: 50}, V1))
+    experiment = start(platform, definition("lift", ENDPOINT, {V1: 50, V2: 50}, V1), salt="seeded-lift")
     units = 3000
     per_arm = simulate(platform, experiment, {V1: 0.10, V2: 0.20}, units, seed=16)
     post_outcomes(platform, "lift", {"never-routed": 1})  # a unit the router never saw: counted apart
@@ -229,13 +237,13 @@ def test_an_a_a_experiment_shows_no_srm_and_no_more_false_positives_than_alpha_a
     """Five seeded A/A experiments (v1 against a second deployment of v1, each a new experiment,
     so a new salt) of 1,000 units, conversion 0.1 on both arms. With alpha 0.05 each is
     significant with probability 0.05; at most one of five is allowed (P(more) ≈ 0.023 for a
-    correct engine, but the seeds are fixed, so the test is deterministic). No SRM: each
-    rep's p-value above 0.001."""
+    correct router and engine). The salts and the outcomes are seeded, so a run is
+    reproducible rather than a 2 % flake. No SRM: each rep's p-value above 0.001."""
     platform = shop
     significant = 0
     for rep in range(5):
         key = f"aa-{rep}"
-        experiment = start(platform, definition(key, ENDPOINT, {V1: 50, TWIN: 50}, V1))
+        experiment = start(platform, definition(key, ENDPOINT, {V1: 50, TWIN: 50}, V1), salt=f"seeded-{key}")
         per_arm = simulate(platform, experiment, {V1: 0.1, TWIN: 0.1}, 1000, seed=100 + rep)
         readout = results(platform, key)
         srm = readout["analysis"]["srm"]

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from atoll.abtest.stats import AnalysisRequest, ArmData, ArmSpec, MetricSpec
 from atoll.db import unit_of_work, utcnow
 from atoll.deployer import endpoints, states
 from atoll.deployer.models import Deployment
@@ -103,3 +104,26 @@ def definition(
     }
     body.update(extra)
     return body
+
+
+def hand_request(experiment: Mapping[str, Any], converted: Mapping[str, Sequence[int]]) -> AnalysisRequest:
+    """The engine's request for the binary primary metric `conversion`, from sums computed in
+    Python over each arm's units (1 converted, 0 not): what the readout must equal."""
+
+    def data(values: Sequence[int]) -> ArmData:
+        return ArmData(n=len(values), sum=float(sum(values)), sum_squares=float(sum(v * v for v in values)))
+
+    arms = experiment["arms"]
+    planned = experiment["planned_n_per_arm"]
+    return AnalysisRequest(
+        arms=[
+            ArmSpec(name=a["deployment"], weight=a["weight"] / 100, units=len(converted[a["deployment"]]))
+            for a in arms
+        ],
+        control=next(a["deployment"] for a in arms if a["control"]),
+        metrics=[
+            MetricSpec(name="conversion", type="binary", data={a: data(v) for a, v in converted.items()})
+        ],
+        alpha=experiment["alpha"],
+        sequential_tuning=float(planned * len(arms)) if planned else 5000.0,
+    )

@@ -1,7 +1,7 @@
 """Experiment results over a real database and verdicts against a real MLflow.
 
 Exposure rows are written straight into `exposure_events`, as the router writes them (the
-test through the real router is tests/integration/test_experiment_e2e.py). The readout must
+test through the real router is tests/integration/test_experiment_router.py). The readout must
 equal the engine run on sums computed by hand from the same rows; SRM blocks the verdict;
 concluding records the verdict as evidence on each arm's version; `--promote` moves the
 winner's alias through the gates and the traffic in one step, or changes nothing.
@@ -22,14 +22,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from atoll.abtest.models import Experiment, ExperimentResult
-from atoll.abtest.stats import AnalysisRequest, ArmData, ArmSpec, MetricSpec, analyze
+from atoll.abtest.stats import analyze
 from atoll.audit import AuditEvent
 from atoll.db import unit_of_work
 from atoll.deployer import endpoints
 from atoll.registry.models import Evidence
 
 from .conftest import Caller
-from .experimenting import definition, expose, outcomes, serve
+from .experimenting import definition, expose, hand_request, outcomes, serve
 
 API = "/api/v1/experiments"
 
@@ -85,33 +85,6 @@ def _simulate(
     return per_arm
 
 
-def _hand_request(experiment: dict[str, Any], per_arm: dict[str, list[tuple[int, float]]]) -> AnalysisRequest:
-    """The engine's request from sums computed in Python over the simulated units."""
-
-    def data(values: list[float]) -> ArmData:
-        return ArmData(n=len(values), sum=sum(values), sum_squares=sum(v * v for v in values))
-
-    arms = experiment["arms"]
-    return AnalysisRequest(
-        arms=[
-            ArmSpec(name=a["deployment"], weight=a["weight"] / 100, units=len(per_arm[a["deployment"]]))
-            for a in arms
-        ],
-        control=next(a["deployment"] for a in arms if a["control"]),
-        metrics=[
-            MetricSpec(
-                name="conversion",
-                type="binary",
-                data={a: data([float(c) for c, _ in rows]) for a, rows in per_arm.items()},
-            )
-        ],
-        alpha=experiment["alpha"],
-        sequential_tuning=float(experiment["planned_n_per_arm"] * 2)
-        if experiment["planned_n_per_arm"]
-        else 5000.0,
-    )
-
-
 class TestResults:
     def test_the_readout_is_the_engine_on_the_sums_computed_by_hand(
         self, client: TestClient, admin: Caller, session_factory: sessionmaker[Session]
@@ -134,7 +107,7 @@ class TestResults:
         found = client.get(f"{API}/lift/results", headers=admin.headers)
         assert found.status_code == 200, found.text
         readout = found.json()
-        expected = analyze(_hand_request(experiment, per_arm))
+        expected = analyze(hand_request(experiment, {a: [c for c, _ in rows] for a, rows in per_arm.items()}))
         got = readout["analysis"]
         assert got["srm"]["observed"] == expected.srm.observed
         for arm in ("blue", "green"):

@@ -15,6 +15,7 @@ from atoll.events import OutcomeEvent, ingest_outcomes
 from atoll.web.api.events import MAX_BATCH
 
 from .conftest import Caller
+from .experimenting import definition, serve
 
 URL = "/api/v1/events/outcomes"
 
@@ -28,6 +29,10 @@ class TestStoredRows:
     def test_defaults_late_events_and_experiment_are_stored(
         self, client: TestClient, admin: Caller, session_factory: sessionmaker[Session]
     ) -> None:
+        serve(session_factory, "shop", {"blue": 100, "green": 0})
+        metrics = [{"name": "revenue", "type": "mean", "event": "revenue"}]
+        body = definition("checkout", "shop", {"blue": 50, "green": 50}, "blue", metrics=metrics)
+        assert client.post("/api/v1/experiments", headers=admin.headers, json=body).status_code == 201
         before = utcnow()
         late = "2026-10-01T08:30:00.250+02:00"
         batch = [

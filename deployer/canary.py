@@ -232,7 +232,9 @@ def _finish(
 
 
 def abort(session: Session, *, actor: Principal | None, name: str, reason: str) -> Canary:
-    canary = get_latest(session, name)
+    canary = latest(session, name)
+    if canary is None:
+        raise Conflict(f"endpoint {name!r} has no running canary to abort", field="endpoint")
     if canary.state != RUNNING:
         raise Conflict(
             f"canary {canary.id} on endpoint {name!r} is {canary.state}, not running", field="endpoint"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator, model_validator
 
 from atoll.monitoring.schemas import DriftSpec
 
@@ -72,13 +72,15 @@ class MonitorCreate(_MonitorFields):
     endpoint: str = Field(pattern=DNS_1123_LABEL, max_length=63, description="The endpoint it watches")
     description: str = Field(default="", max_length=2000)
     split_by: list[SplitDimension] = Field(
-        default_factory=list, description="Also check each deployment / backend / A/B arm on its own"
+        default_factory=list,
+        description="Also check each deployment / backend / A/B arm on its own",
+        json_schema_extra={"uniqueItems": True},
     )
     reference: ReferenceChoice = Field(default_factory=UploadedReference)
     spec: DriftSpec
     schedule_seconds: int = Field(default=3600, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     window_seconds: int = Field(default=3600, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
-    enabled: bool = True
+    enabled: StrictBool = True
     webhook_url: str | None = Field(default=None, max_length=2048, description="Slack-compatible receiver")
     webhook_secret: SecretStr | None = Field(
         default=None, min_length=16, max_length=255, description="Signs alerts (HMAC-SHA256); never returned"
@@ -89,11 +91,11 @@ class MonitorUpdate(_MonitorFields):
     """Only the fields given change. A new spec re-profiles the stored reference set."""
 
     description: str | None = Field(default=None, max_length=2000)
-    split_by: list[SplitDimension] | None = None
+    split_by: list[SplitDimension] | None = Field(default=None, json_schema_extra={"uniqueItems": True})
     spec: DriftSpec | None = None
     schedule_seconds: int | None = Field(default=None, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     window_seconds: int | None = Field(default=None, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     webhook_url: str | None = Field(default=None, max_length=2048, description="Empty string removes it")
     webhook_secret: SecretStr | None = Field(default=None, min_length=16, max_length=255)
 

@@ -50,6 +50,8 @@ def _power_fn(req: PowerRequest, alpha: float) -> Callable[[float, float], float
 
     def fn(n: float, delta: float) -> float:
         se = _se(req, delta, n)
+        if se == 0.0:  # a standard deviation so small its error underflows: any difference is certain
+            return 1.0 if delta != 0 else 0.0
         d = abs(delta) / se
         if req.method == "bayesian":
             return float(stats.norm.cdf(d - stats.norm.ppf(1 - alpha)))

@@ -143,3 +143,30 @@ class TestFoundLater:
         assert "Retry-After" in register["503"]["headers"]
         listing = document["paths"]["/api/v1/models/{name}/versions"]["get"]["responses"]
         assert "503" not in listing  # the cache answers lists; MLflow is not asked
+
+
+class TestFoundInTraffic:
+    """What the fuzzer found in the traffic, monitoring and experiment routes."""
+
+    def test_aborting_a_canary_an_endpoint_never_had_is_a_conflict(
+        self, client: TestClient, admin: Caller
+    ) -> None:
+        created = client.post("/api/v1/endpoints", json={"name": "quiet"}, headers=admin.headers)
+        assert created.status_code == 201, created.text
+        aborted = client.post("/api/v1/endpoints/quiet/canary/abort", json={}, headers=admin.headers)
+        assert aborted.status_code == 409 and "no running canary" in aborted.json()["detail"]
+
+    def test_the_plan_route_is_not_shadowed_by_an_experiment_key(self, client: TestClient) -> None:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert "/api/v1/experiment-plans" in paths and "/api/v1/experiments/plan" not in paths
+
+    def test_a_monitor_flag_is_a_boolean_and_dimensions_are_unique(self, client: TestClient) -> None:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        update = schemas["MonitorUpdate"]["properties"]
+        assert update["split_by"]["uniqueItems"] is True
+        assert schemas["MonitorCreate"]["properties"]["split_by"]["uniqueItems"] is True
+
+    def test_deploying_a_missing_alias_is_a_documented_404(self, client: TestClient) -> None:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert "404" in paths["/api/v1/deployments"]["post"]["responses"]
+        assert "404" in paths["/api/v1/deployment-previews"]["post"]["responses"]

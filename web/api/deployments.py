@@ -63,7 +63,7 @@ def list_deployments(
 
 
 @router.post(
-    "/deployments", status_code=status.HTTP_202_ACCEPTED, response_model=None, responses=errors(409, 503)
+    "/deployments", status_code=status.HTTP_202_ACCEPTED, response_model=None, responses=errors(404, 409, 503)
 )
 def create_deployment(
     body: DeployRequest, principal: Deployer, session: SessionDep, deployer: DeployerDep, response: Response
@@ -78,7 +78,7 @@ def create_deployment(
 
 
 # Not /deployments/preview: that path is also the deployment named "preview".
-@router.post("/deployment-previews", responses=errors(409, 503))
+@router.post("/deployment-previews", responses=errors(404, 409, 503))
 def preview_deployment(
     body: DeployRequest, principal: Reader, session: SessionDep, deployer: DeployerDep
 ) -> PreviewRead:

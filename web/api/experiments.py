@@ -53,7 +53,8 @@ def create_experiment(body: ExperimentCreate, principal: Deployer, session: Sess
     return service.read(service.create(session, actor=principal, body=body))
 
 
-@router.post("/experiments/plan")
+# Not /experiments/plan: that path is also the experiment keyed "plan".
+@router.post("/experiment-plans")
 def plan_experiment(body: PlanRequest, principal: Reader, session: SessionDep) -> PlanRead:
     """The wizard's proposal: units per arm from the power calculator, days from recent traffic."""
     return planning.plan(session, body)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from atoll.abtest.stats import AnalysisRequest, AnalysisResult, Comparison, analyze
+from atoll.abtest.stats import AnalysisRequest, AnalysisResult, Comparison, PowerRequest, analyze, power
 
 
 def run(mtype: str, control: dict[str, Any], treatment: dict[str, Any], **kw: Any) -> AnalysisResult:
@@ -195,3 +195,12 @@ def test_near_zero_control_mean_falls_back_to_a_flat_prior() -> None:
     shrunk = comp(run("mean", *away, method="bayesian", prior_mean=-0.5, prior_std=0.01))
     assert shrunk.chance_to_beat_control is not None
     assert shrunk.chance_to_beat_control < 0.5  # away from zero the prior (a 50% drop) applies
+
+
+def test_a_standard_deviation_whose_error_underflows_sizes_the_smallest_test() -> None:
+    """Found by the contract fuzzer: std = 5e-324 made the standard error 0.0 (a 500)."""
+    request = PowerRequest(
+        metric_type="mean", baseline=1.0, std=5e-324, mde=-1e-8, alpha=0.05, power=0.8, arms=2, method="fixed"
+    )
+    result = power(request)
+    assert result.n_per_arm is not None and result.n_per_arm <= 2

@@ -81,7 +81,9 @@ class MonitorCreate(_MonitorFields):
     schedule_seconds: int = Field(default=3600, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     window_seconds: int = Field(default=3600, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     enabled: StrictBool = True
-    webhook_url: str | None = Field(default=None, max_length=2048, description="Slack-compatible receiver")
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://", description="Slack-compatible receiver"
+    )
     webhook_secret: SecretStr | None = Field(
         default=None, min_length=16, max_length=255, description="Signs alerts (HMAC-SHA256); never returned"
     )
@@ -96,7 +98,9 @@ class MonitorUpdate(_MonitorFields):
     schedule_seconds: int | None = Field(default=None, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     window_seconds: int | None = Field(default=None, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     enabled: StrictBool | None = None
-    webhook_url: str | None = Field(default=None, max_length=2048, description="Empty string removes it")
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^(https?://.*)?$", description="Empty string removes it"
+    )
     webhook_secret: SecretStr | None = Field(default=None, min_length=16, max_length=255)
 
     @field_validator("webhook_url")

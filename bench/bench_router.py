@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from atoll.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
+from atoll.db import unit_of_work  # noqa: E402
 from atoll.deployer import endpoints  # noqa: E402
-from atoll.deployer.lifecycle import DeployerContext  # noqa: E402
-from atoll.deployer.routing.process import RouterProcess  # noqa: E402
-from atoll.deployer.targets.supervisor import LocalSupervisor  # noqa: E402
-from atoll.registry.models import Build  # noqa: E402
-from atoll.settings import load_settings  # noqa: E402
-from bench.bench_serve import free_port, migrated_sqlite, train, write_build  # noqa: E402
-from bench.bench_switch import WRK_CONNECTIONS, deploy, open_loop, summary, wrk  # noqa: E402
+from bench.bench_switch import WRK_CONNECTIONS, local_bench, open_loop, summary, wrk  # noqa: E402
 
 GOAL_ADDED_P99_MS = 1.0
 RANDOM_UNIT = """
@@ -73,49 +66,21 @@ def main() -> None:
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
     rows: list[tuple[float, str, dict[str, Any]]] = []
-    with tempfile.TemporaryDirectory(prefix="atoll-bench-router-") as scratch:
-        root = Path(scratch)
-        model, features = train()
-        build = write_build(model, features, root / "build")
-        url = migrated_sqlite(root)
-        settings = load_settings(
-            data_dir=root / "data", database_url=url, log_level="WARNING", router_port=free_port()
-        )
-        factory = make_session_factory(make_engine(url))
-        with unit_of_work(factory) as session:
-            session.add(
-                Build(
-                    model_name="bench",
-                    version=1,
-                    backend="cpu",
-                    status="succeeded",
-                    format="onnx",
-                    artifact_uri=str(build),
-                )
-            )
-        supervisor = LocalSupervisor.from_settings(settings)
-        supervisor.start()
-        router = RouterProcess(settings, host="127.0.0.1", port=settings.router_port)
-        try:
-            context = DeployerContext.from_settings(settings)
-            blue = deploy(context, factory, "bench-blue", switch=True)
-            deploy(context, factory, "bench-green", switch=False)
-            router_url = router.start()
-            routed = f"{router_url}/endpoints/bench/v2/models/bench/infer"
-            direct = f"{blue}/v2/models/bench/infer"
-            for warm in (routed, direct):
-                measure(warm, rates[0], 2, units=False)
-            for rate in rates:
-                set_split(factory, {"bench-blue": 100})
-                rows.append((rate, "direct", measure(direct, rate, args.seconds, units=False)))
-                rows.append((rate, "router", measure(routed, rate, args.seconds, units=False)))
-                set_split(factory, {"bench-blue": 50, "bench-green": 50})
-                asyncio.run(asyncio.sleep(2 * settings.router_refresh_seconds))
-                rows.append((rate, "router split+unit", measure(routed, rate, args.seconds, units=True)))
-            exposures = exposure_counts(router_url)
-        finally:
-            router.stop()
-            supervisor.stop(stop_servers=True)
+    with local_bench("atoll-bench-router-", active="bench-blue", warm="bench-green") as bench:
+        settings, factory, router_url = bench.settings, bench.factory, bench.router_url
+        blue = bench.active
+        routed = f"{router_url}/endpoints/bench/v2/models/bench/infer"
+        direct = f"{blue}/v2/models/bench/infer"
+        for warm in (routed, direct):
+            measure(warm, rates[0], 2, units=False)
+        for rate in rates:
+            set_split(factory, {"bench-blue": 100})
+            rows.append((rate, "direct", measure(direct, rate, args.seconds, units=False)))
+            rows.append((rate, "router", measure(routed, rate, args.seconds, units=False)))
+            set_split(factory, {"bench-blue": 50, "bench-green": 50})
+            asyncio.run(asyncio.sleep(2 * settings.router_refresh_seconds))
+            rows.append((rate, "router split+unit", measure(routed, rate, args.seconds, units=True)))
+        exposures = exposure_counts(router_url)
     tool = f"wrk, {WRK_CONNECTIONS} paced connections" if shutil.which("wrk") else "Python open loop"
     print(f"router vs direct, one-row OIP requests on loopback ({tool}, {args.seconds:.0f} s per row):")
     worst_added = 0.0

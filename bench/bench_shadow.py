@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from atoll.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
+from atoll.db import unit_of_work  # noqa: E402
 from atoll.deployer import shadow  # noqa: E402
-from atoll.deployer.lifecycle import DeployerContext  # noqa: E402
 from atoll.deployer.models import ShadowComparison  # noqa: E402
-from atoll.deployer.routing.process import RouterProcess  # noqa: E402
-from atoll.deployer.targets.supervisor import LocalSupervisor  # noqa: E402
 from atoll.deployer.traffic_schemas import ShadowStart  # noqa: E402
-from atoll.registry.models import Build  # noqa: E402
-from atoll.settings import load_settings  # noqa: E402
-from bench.bench_serve import free_port, migrated_sqlite, train, write_build  # noqa: E402
-from bench.bench_switch import WRK_CONNECTIONS, deploy, open_loop, summary, wrk  # noqa: E402
+from bench.bench_switch import WRK_CONNECTIONS, local_bench, open_loop, summary, wrk  # noqa: E402
 
 
 def measure(url: str, rate: float, seconds: float) -> dict[str, Any]:
@@ -52,53 +45,24 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=1.0, help="Share mirrored (1.0: every request)")
     args = parser.parse_args()
     tool = f"wrk, {WRK_CONNECTIONS} paced connections" if shutil.which("wrk") else "Python open loop (no wrk)"
-    with tempfile.TemporaryDirectory(prefix="atoll-bench-shadow-") as scratch:
-        root = Path(scratch)
-        model, features = train()
-        build = write_build(model, features, root / "build")
-        url = migrated_sqlite(root)
-        settings = load_settings(
-            data_dir=root / "data", database_url=url, log_level="WARNING", router_port=free_port()
-        )
-        factory = make_session_factory(make_engine(url))
+    with local_bench("atoll-bench-shadow-", active="bench-primary", warm="bench-shadow") as bench:
+        settings, factory, router_url = bench.settings, bench.factory, bench.router_url
+        endpoint_url = f"{router_url}/endpoints/bench/v2/models/bench/infer"
+        measure(endpoint_url, args.rate, 2)  # warm the connections
+        off = measure(endpoint_url, args.rate, args.seconds)
         with unit_of_work(factory) as session:
-            session.add(
-                Build(
-                    model_name="bench",
-                    version=1,
-                    backend="cpu",
-                    status="succeeded",
-                    format="onnx",
-                    artifact_uri=str(build),
-                )
+            shadow.start(
+                session, actor=None, name="bench", body=ShadowStart(to="bench-shadow", share=args.share)
             )
-        supervisor = LocalSupervisor.from_settings(settings)
-        supervisor.start()
-        router = RouterProcess(settings, host="127.0.0.1", port=settings.router_port)
-        try:
-            context = DeployerContext.from_settings(settings)
-            deploy(context, factory, "bench-primary", switch=True)
-            deploy(context, factory, "bench-shadow", switch=False)
-            router_url = router.start()
-            endpoint_url = f"{router_url}/endpoints/bench/v2/models/bench/infer"
-            measure(endpoint_url, args.rate, 2)  # warm the connections
-            off = measure(endpoint_url, args.rate, args.seconds)
-            with unit_of_work(factory) as session:
-                shadow.start(
-                    session, actor=None, name="bench", body=ShadowStart(to="bench-shadow", share=args.share)
-                )
-            time.sleep(2 * settings.router_refresh_seconds + 0.5)
-            measure(endpoint_url, args.rate, 2)  # warm the mirror's connections
-            on = measure(endpoint_url, args.rate, args.seconds)
-            with unit_of_work(factory) as session:
-                shadow.stop(session, actor=None, name="bench")
-            time.sleep(2 * settings.router_refresh_seconds + 1.0)
-            with unit_of_work(factory) as session:
-                compared = session.scalar(select(func.count()).select_from(ShadowComparison)) or 0
-            off_again = measure(endpoint_url, args.rate, args.seconds)
-        finally:
-            router.stop()
-            supervisor.stop(stop_servers=True)
+        time.sleep(2 * settings.router_refresh_seconds + 0.5)
+        measure(endpoint_url, args.rate, 2)  # warm the mirror's connections
+        on = measure(endpoint_url, args.rate, args.seconds)
+        with unit_of_work(factory) as session:
+            shadow.stop(session, actor=None, name="bench")
+        time.sleep(2 * settings.router_refresh_seconds + 1.0)
+        with unit_of_work(factory) as session:
+            compared = session.scalar(select(func.count()).select_from(ShadowComparison)) or 0
+        off_again = measure(endpoint_url, args.rate, args.seconds)
     print(f"shadow at {args.rate:.0f} req/s for {args.seconds:.0f} s, one-row OIP requests ({tool}):")
     for name, row in (("off", off), ("on", on), ("off again", off_again)):
         print(

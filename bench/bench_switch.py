@@ -27,10 +27,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session, sessionmaker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +47,7 @@ from atoll.deployer.schemas import DeployRequest  # noqa: E402
 from atoll.deployer.targets.supervisor import LocalSupervisor  # noqa: E402
 from atoll.jobs import Job  # noqa: E402
 from atoll.registry.models import Build  # noqa: E402
-from atoll.settings import load_settings  # noqa: E402
+from atoll.settings import Settings, load_settings  # noqa: E402
 from bench.bench_serve import COLUMNS, free_port, migrated_sqlite, train, write_build  # noqa: E402
 
 WRK_CONNECTIONS = 20
@@ -178,12 +182,21 @@ def deploy(context: DeployerContext, factory: Any, name: str, *, switch: bool) -
         return str(lifecycle.get(session, name).address)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="atoll-bench-switch-") as scratch:
+@dataclass
+class LocalBench:
+    """Two local deployments of one small model behind the endpoint "bench", and `atoll router`."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    active: str  # the address of the deployment serving all traffic
+    router_url: str
+
+
+@contextmanager
+def local_bench(prefix: str, *, active: str, warm: str) -> Iterator[LocalBench]:
+    """The local target's supervisor, two deployments (`active` serving, `warm` at 0) and the
+    router on a fresh SQLite database; everything stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
         root = Path(scratch)
         model, features = train()
         build = write_build(model, features, root / "build")
@@ -208,30 +221,38 @@ def main() -> None:
         router = RouterProcess(settings, host="127.0.0.1", port=settings.router_port)
         try:
             context = DeployerContext.from_settings(settings)
-            blue = deploy(context, factory, "bench-blue", switch=True)
-            deploy(context, factory, "bench-green", switch=False)
-            router_url = router.start()
-            endpoint_url = f"{router_url}/endpoints/bench/v2/models/bench/infer"
-            for warm in (endpoint_url, f"{blue}/v2/models/bench/infer"):  # both paths' connections
-                wrk(warm, args.rate, 2) if shutil.which("wrk") else asyncio.run(open_loop(warm, args.rate, 2))
-
-            def switch() -> None:
-                with unit_of_work(factory) as session:
-                    endpoints.switch(session, actor=None, name="bench", to="bench-green", reason="bench")
-
-            if shutil.which("wrk"):
-                tool = f"wrk, {WRK_CONNECTIONS} paced connections"
-                routed = wrk(endpoint_url, args.rate, args.seconds, halfway=switch)
-                direct = wrk(f"{blue}/v2/models/bench/infer", args.rate, args.seconds)
-            else:
-                tool = "Python open loop (no wrk: `apt-get install -y wrk` for honest figures)"
-                routed = summary(asyncio.run(open_loop(endpoint_url, args.rate, args.seconds, switch)))
-                direct = summary(
-                    asyncio.run(open_loop(f"{blue}/v2/models/bench/infer", args.rate, args.seconds))
-                )
+            address = deploy(context, factory, active, switch=True)
+            deploy(context, factory, warm, switch=False)
+            yield LocalBench(settings, factory, address, router.start())
         finally:
             router.stop()
             supervisor.stop(stop_servers=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    with local_bench("atoll-bench-switch-", active="bench-blue", warm="bench-green") as bench:
+        factory, router_url = bench.factory, bench.router_url
+        blue = bench.active
+        endpoint_url = f"{router_url}/endpoints/bench/v2/models/bench/infer"
+        for warm in (endpoint_url, f"{blue}/v2/models/bench/infer"):  # both paths' connections
+            wrk(warm, args.rate, 2) if shutil.which("wrk") else asyncio.run(open_loop(warm, args.rate, 2))
+
+        def switch() -> None:
+            with unit_of_work(factory) as session:
+                endpoints.switch(session, actor=None, name="bench", to="bench-green", reason="bench")
+
+        if shutil.which("wrk"):
+            tool = f"wrk, {WRK_CONNECTIONS} paced connections"
+            routed = wrk(endpoint_url, args.rate, args.seconds, halfway=switch)
+            direct = wrk(f"{blue}/v2/models/bench/infer", args.rate, args.seconds)
+        else:
+            tool = "Python open loop (no wrk: `apt-get install -y wrk` for honest figures)"
+            routed = summary(asyncio.run(open_loop(endpoint_url, args.rate, args.seconds, switch)))
+            direct = summary(asyncio.run(open_loop(f"{blue}/v2/models/bench/infer", args.rate, args.seconds)))
     print(
         f"endpoint switch at {args.rate:.0f} req/s for {args.seconds:.0f} s, one-row OIP requests ({tool}):"
     )

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.syntax import Syntax
 
-from atoll.cli.output import EXIT_FOR_STATUS, client, console, emit_json, err_console, fail, table
-from atoll.client import Client, ClientError
+from atoll.cli.output import call_api, client, console, emit_json, err_console, fail, table
+from atoll.client import Client
 
 deployments_app = typer.Typer(
     help="Deployments: list (no command), show, logs, rollback.", invoke_without_command=True
@@ -35,15 +35,6 @@ STATE_STYLE = {
 }
 
 
-def _call(fn: Any, *, as_json: bool = False) -> Any:
-    try:
-        return fn()
-    except ClientError as exc:
-        if as_json:
-            emit_json(exc.body or {"detail": exc.detail})
-        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))
-
-
 def _state(deployment: dict[str, Any]) -> str:
     shown = STATE_STYLE.get(deployment["state"], str(deployment["state"]))
     return shown + (f" ({deployment['reason']})" if deployment.get("reason") else "")
@@ -55,7 +46,7 @@ def _watch(api: Client, name: str, timeout: float) -> dict[str, Any]:
     found: dict[str, Any] = {}
     with console.status(f"rolling out {name}...") as spinner:
         while time.monotonic() < deadline:
-            found = _call(lambda: api.get(f"/api/v1/deployments/{name}/status"))
+            found = call_api(lambda: api.get(f"/api/v1/deployments/{name}/status"))
             deployment, rollout = found["deployment"], found.get("rollout") or {}
             replicas = (
                 f" {rollout.get('ready_replicas', 0)}/{rollout.get('desired_replicas', '?')} ready"
@@ -126,7 +117,7 @@ def deploy(
         "reason": reason,
     }
     api = client()
-    created = _call(lambda: api.post("/api/v1/deployments", body), as_json=as_json)
+    created = call_api(lambda: api.post("/api/v1/deployments", body), as_json=as_json)
     if dry_run:
         if as_json:
             emit_json(created)
@@ -179,7 +170,7 @@ def deployments_list(
         "limit": limit,
         "offset": offset,
     }
-    page = _call(lambda: client().get("/api/v1/deployments", **params))
+    page = call_api(lambda: client().get("/api/v1/deployments", **params))
     if as_json:
         emit_json(page)
         return
@@ -202,9 +193,9 @@ def deployments_list(
 def deployments_show(name: str, as_json: JsonFlag = False) -> None:
     """A deployment: state, what the target reports (pods or the local process), events, revisions."""
     api = client()
-    found = _call(lambda: api.get(f"/api/v1/deployments/{name}/status"))
-    events = _call(lambda: api.get(f"/api/v1/deployments/{name}/events", limit=20))
-    revisions = _call(lambda: api.get(f"/api/v1/deployments/{name}/revisions"))
+    found = call_api(lambda: api.get(f"/api/v1/deployments/{name}/status"))
+    events = call_api(lambda: api.get(f"/api/v1/deployments/{name}/events", limit=20))
+    revisions = call_api(lambda: api.get(f"/api/v1/deployments/{name}/revisions"))
     if as_json:
         emit_json({**found, "events": events["events"], "revisions": revisions})
         return
@@ -256,7 +247,7 @@ def deployments_show(name: str, as_json: JsonFlag = False) -> None:
 @deployments_app.command("logs")
 def deployments_logs(name: str, tail: Annotated[int, typer.Option(min=1, max=5000)] = 200) -> None:
     """The last lines of each model server's log."""
-    found = _call(lambda: client().get(f"/api/v1/deployments/{name}/logs", tail=tail))
+    found = call_api(lambda: client().get(f"/api/v1/deployments/{name}/logs", tail=tail))
     for log in found["logs"]:
         console.rule(log["pod"])
         if log.get("error"):
@@ -274,7 +265,7 @@ def deployments_rollback(
 ) -> None:
     """Back to the previous revision (rolled out as a new one). Exit 1 when the rollout fails."""
     api = client()
-    rolled = _call(
+    rolled = call_api(
         lambda: api.post(f"/api/v1/deployments/{name}/rollback", {"reason": reason}), as_json=as_json
     )
     if not as_json:
@@ -297,7 +288,7 @@ def undeploy(
     as_json: JsonFlag = False,
 ) -> None:
     """Delete everything the target applied for a deployment, and nothing else."""
-    done = _call(
+    done = call_api(
         lambda: client().request(
             "DELETE", f"/api/v1/deployments/{name}", params={"force": force, "reason": reason}
         ),
@@ -318,7 +309,7 @@ def endpoints_list(ctx: typer.Context, limit: int = 50, offset: int = 0, as_json
     """Endpoints: their stable URL and the deployments behind them with their weights."""
     if ctx.invoked_subcommand is not None:
         return
-    page = _call(lambda: client().get("/api/v1/endpoints", limit=limit, offset=offset))
+    page = call_api(lambda: client().get("/api/v1/endpoints", limit=limit, offset=offset))
     if as_json:
         emit_json(page)
         return
@@ -336,7 +327,7 @@ def endpoints_list(ctx: typer.Context, limit: int = 50, offset: int = 0, as_json
 
 @endpoints_app.command("show")
 def endpoints_show(name: str, as_json: JsonFlag = False) -> None:
-    found = _call(lambda: client().get(f"/api/v1/endpoints/{name}"))
+    found = call_api(lambda: client().get(f"/api/v1/endpoints/{name}"))
     if as_json:
         emit_json(found)
         return
@@ -359,7 +350,7 @@ def endpoints_create(
     name: str, description: Annotated[str, typer.Option()] = "", as_json: JsonFlag = False
 ) -> None:
     """An endpoint with no deployment yet (`atoll deploy --endpoint` creates one too)."""
-    created = _call(
+    created = call_api(
         lambda: client().post("/api/v1/endpoints", {"name": name, "description": description}),
         as_json=as_json,
     )
@@ -374,7 +365,7 @@ def endpoints_switch(
     as_json: JsonFlag = False,
 ) -> None:
     """All traffic to one available deployment at once; the previous one stays warm (blue/green)."""
-    found = _call(
+    found = call_api(
         lambda: client().post(f"/api/v1/endpoints/{name}/switch", {"to": to, "reason": reason}),
         as_json=as_json,
     )
@@ -402,7 +393,7 @@ def endpoints_split(
         if not deployment or not percent.strip().isdigit():
             fail(f"{item!r} is not DEPLOYMENT=PERCENT (e.g. {name}-v2=10)", 2)
         parsed[deployment] = int(percent)
-    found = _call(
+    found = call_api(
         lambda: client().put(f"/api/v1/endpoints/{name}/split", {"weights": parsed, "reason": reason}),
         as_json=as_json,
     )
@@ -433,7 +424,9 @@ def endpoints_set(
     if unit_header is not None:
         settings["unit_header"] = unit_header
     body = {"description": description, "settings": settings or None, "reason": reason}
-    found = _call(lambda: client().request("PATCH", f"/api/v1/endpoints/{name}", json=body), as_json=as_json)
+    found = call_api(
+        lambda: client().request("PATCH", f"/api/v1/endpoints/{name}", json=body), as_json=as_json
+    )
     if as_json:
         emit_json(found)
         return
@@ -454,7 +447,7 @@ def endpoints_history(
     """Every change of the endpoint's routes: from, to, who, why, which job; or, with --at, what
     served its traffic then (deployment, weight, model version, backend)."""
     if at is not None:
-        served = _call(lambda: client().get(f"/api/v1/endpoints/{name}/history", at=at), as_json=as_json)
+        served = call_api(lambda: client().get(f"/api/v1/endpoints/{name}/history", at=at), as_json=as_json)
         if as_json:
             emit_json(served)
             return
@@ -474,7 +467,7 @@ def endpoints_history(
             f"(split set {served['change_at'][:19]}, {served['change_kind']})",
         )
         return
-    page = _call(lambda: client().get(f"/api/v1/endpoints/{name}/history", limit=limit))
+    page = call_api(lambda: client().get(f"/api/v1/endpoints/{name}/history", limit=limit))
     if as_json:
         emit_json(page)
         return

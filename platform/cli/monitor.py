@@ -15,8 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from atoll.cli.output import EXIT_FOR_STATUS, client, console, emit_json, fail, table
-from atoll.client import ClientError
+from atoll.cli.output import call_api, client, console, emit_json, fail, table
 
 monitor_app = typer.Typer(help="Drift monitors: create, run, status, list.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
@@ -27,15 +26,6 @@ STATUS_STYLE = {
     "failed": "[red]failed[/]",
     "no_data": "no data",
 }
-
-
-def _call(fn: Any, *, as_json: bool = False) -> Any:
-    try:
-        return fn()
-    except ClientError as exc:
-        if as_json:
-            emit_json(exc.body or {"detail": exc.detail})
-        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
@@ -67,15 +57,17 @@ def create(
     body = _read_spec(file)
     reference = body.pop("reference_file", None)
     api = client()
-    created = _call(lambda: api.post("/api/v1/monitors", body), as_json=as_json)
+    created = call_api(lambda: api.post("/api/v1/monitors", body), as_json=as_json)
     if reference:
         path = (file.parent / str(reference)).resolve()
         if not path.is_file():
             fail(
                 f"reference_file {path} does not exist (monitor {created['name']} was created without one)", 2
             )
-        _call(lambda: api.upload(f"/api/v1/monitors/{created['name']}/reference", path, {}), as_json=as_json)
-        created = _call(lambda: api.get(f"/api/v1/monitors/{created['name']}"), as_json=as_json)
+        call_api(
+            lambda: api.upload(f"/api/v1/monitors/{created['name']}/reference", path, {}), as_json=as_json
+        )
+        created = call_api(lambda: api.get(f"/api/v1/monitors/{created['name']}"), as_json=as_json)
     if as_json:
         emit_json(created)
         return
@@ -90,7 +82,7 @@ def _wait(name: str, run_id: int, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     with console.status(f"checking {name}...") as spinner:
         while True:
-            run = _call(lambda: api.get(f"/api/v1/monitors/{name}/runs/{run_id}"))
+            run = call_api(lambda: api.get(f"/api/v1/monitors/{name}/runs/{run_id}"))
             spinner.update(f"{name}: run {run_id} {run['state']}")
             if run["state"] in FINAL:
                 return dict(run)
@@ -109,7 +101,7 @@ def run(
     as_json: JsonFlag = False,
 ) -> None:
     """Check the window that ends now (a job on the worker)."""
-    queued = _call(lambda: client().post(f"/api/v1/monitors/{name}/runs"), as_json=as_json)
+    queued = call_api(lambda: client().post(f"/api/v1/monitors/{name}/runs"), as_json=as_json)
     if not wait:
         if as_json:
             emit_json(queued)
@@ -140,8 +132,8 @@ def _print_run(run: dict[str, Any]) -> None:
 def status(name: Annotated[str, typer.Argument(help="Monitor name")], as_json: JsonFlag = False) -> None:
     """The monitor's status and its latest runs."""
     api = client()
-    monitor = _call(lambda: api.get(f"/api/v1/monitors/{name}"), as_json=as_json)
-    latest = _call(lambda: api.get(f"/api/v1/monitors/{name}/runs", limit=10), as_json=as_json)
+    monitor = call_api(lambda: api.get(f"/api/v1/monitors/{name}"), as_json=as_json)
+    latest = call_api(lambda: api.get(f"/api/v1/monitors/{name}/runs", limit=10), as_json=as_json)
     if as_json:
         emit_json({"monitor": monitor, "runs": latest["items"]})
         return
@@ -171,7 +163,7 @@ def list_monitors(
     as_json: JsonFlag = False,
 ) -> None:
     """Every monitor with its status."""
-    page = _call(lambda: client().get("/api/v1/monitors", endpoint=endpoint, limit=500), as_json=as_json)
+    page = call_api(lambda: client().get("/api/v1/monitors", endpoint=endpoint, limit=500), as_json=as_json)
     if as_json:
         emit_json(page)
         return

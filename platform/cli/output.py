@@ -55,3 +55,13 @@ def table(
     for row in rows:
         view.add_row(*(str(key(row) if callable(key) else row.get(key, "")) for _, key in columns))
     console.print(view)
+
+
+def call_api(fn: Callable[[], Any], *, as_json: bool = False) -> Any:
+    """Call the platform; on a refusal, print it (as JSON with --json) and exit with its code."""
+    try:
+        return fn()
+    except ClientError as exc:
+        if as_json:
+            emit_json(exc.body or {"detail": exc.detail})
+        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))

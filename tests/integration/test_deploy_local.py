@@ -631,16 +631,22 @@ class TestTraffic:
     ) -> None:
         blue, green = split_pair.blue, split_pair.green
         weights = {blue: 50, green: 50}
-        routes = platform.call("GET", "/api/v1/endpoints/traffic").json()["routes"]
-        weights_before = {r["deployment"]: r["weight"] for r in routes}
+        previous = platform.call("GET", "/api/v1/endpoints/traffic").json()
+        weights_before = {r["deployment"]: r["weight"] for r in previous["routes"]}
         time.sleep(0.01)
         before_split = utcnow()
         endpoint = self.split(platform, split_pair, weights)
         assigned = {unit: assign(endpoint["split_salt"], unit, weights) for unit in self.UNITS}
         assert set(assigned.values()) == {blue, green}
         deadline = time.monotonic() + 10  # the router's table: refreshed every 0.5 s here
-        probes = (f"probe-{i}" for i in range(100))  # not one of UNITS: their exposures come later
-        probe = next(u for u in probes if assign(endpoint["split_salt"], u, weights) == green)
+        # A probe the old table sends elsewhere (not one of UNITS: their exposures come later),
+        # so green for it means the router has loaded the new split.
+        probe = next(
+            unit
+            for unit in (f"probe-{i}" for i in range(1000))
+            if assign(endpoint["split_salt"], unit, weights) == green
+            and assign(previous["split_salt"], unit, weights_before) != green
+        )
         while self.served_by(platform.router_url, platform, probe) != green and time.monotonic() < deadline:
             time.sleep(0.1)
 

@@ -728,8 +728,7 @@ class TestTraffic:
             "/api/v1/endpoints/traffic/split", headers=platform.viewer.headers, json={"weights": {blue: 100}}
         )
         assert viewer.status_code == 403
-        assert audit_actions(platform, "traffic").count("endpoint.split") >= 2
-        assert "endpoint.update" in audit_actions(platform, "traffic")
+        assert {"endpoint.split", "endpoint.update"} <= set(audit_actions(platform, "traffic"))
 
     def test_a_deployment_killed_mid_traffic_is_retried_on_the_other_and_no_request_fails(
         self, platform: Platform, split_pair: SplitPair

@@ -85,6 +85,28 @@ def _simulate(
     return per_arm
 
 
+def _run_between_versions(
+    client: TestClient,
+    caller: Caller,
+    factory: sessionmaker[Session],
+    model: str,
+    key: str,
+    rates: dict[str, float],
+    units: int,
+    *,
+    seed: int,
+    policy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`model` v1 (blue, serving) and v2 (green) on `shop`, an experiment `key` 50/50, simulated."""
+    serve(factory, "shop", {"blue": 100, "green": 0}, model=model, versions={"blue": 1, "green": 2})
+    if policy is not None:
+        put = client.put(f"/api/v1/models/{model}/policies/champion", headers=caller.headers, json=policy)
+        assert put.status_code == 200, put.text
+    experiment = _start(client, caller, definition(key, "shop", {"blue": 50, "green": 50}, "blue"))
+    _simulate(factory, experiment, rates, units, seed=seed)
+    return experiment
+
+
 class TestResults:
     def test_the_readout_is_the_engine_on_the_sums_computed_by_hand(
         self, client: TestClient, admin: Caller, session_factory: sessionmaker[Session]
@@ -189,17 +211,16 @@ class TestConclusion:
         versions: str,
         session_factory: sessionmaker[Session],
     ) -> None:
-        serve(
+        _run_between_versions(
+            registry_client,
+            admin,
             session_factory,
-            "shop",
-            {"blue": 100, "green": 0},
-            model=versions,
-            versions={"blue": 1, "green": 2},
+            versions,
+            "flat",
+            {"blue": 0.1, "green": 0.1},
+            400,
+            seed=11,
         )
-        experiment = _start(
-            registry_client, admin, definition("flat", "shop", {"blue": 50, "green": 50}, "blue")
-        )
-        _simulate(session_factory, experiment, {"blue": 0.1, "green": 0.1}, 400, seed=11)
         concluded = registry_client.post(
             f"{API}/flat/conclude", headers=admin.headers, json={"reason": "done"}
         )
@@ -222,22 +243,17 @@ class TestConclusion:
         mlflow_uri: str,
         session_factory: sessionmaker[Session],
     ) -> None:
-        serve(
+        _run_between_versions(
+            registry_client,
+            admin,
             session_factory,
-            "shop",
-            {"blue": 100, "green": 0},
-            model=versions,
-            versions={"blue": 1, "green": 2},
+            versions,
+            "win",
+            {"blue": 0.08, "green": 0.2},
+            2000,
+            seed=5,
+            policy={"protected": False, "gates": {"ab_evidence": True}},
         )
-        policy = {"protected": False, "gates": {"ab_evidence": True}}
-        put = registry_client.put(
-            f"/api/v1/models/{versions}/policies/champion", headers=admin.headers, json=policy
-        )
-        assert put.status_code == 200, put.text
-        experiment = _start(
-            registry_client, admin, definition("win", "shop", {"blue": 50, "green": 50}, "blue")
-        )
-        _simulate(session_factory, experiment, {"blue": 0.08, "green": 0.2}, 2000, seed=5)
 
         concluded = registry_client.post(f"{API}/win/conclude", headers=admin.headers, json={"promote": True})
         assert concluded.status_code == 200, concluded.text
@@ -266,22 +282,17 @@ class TestConclusion:
         mlflow_uri: str,
         session_factory: sessionmaker[Session],
     ) -> None:
-        serve(
+        _run_between_versions(
+            registry_client,
+            admin,
             session_factory,
-            "shop",
-            {"blue": 100, "green": 0},
-            model=versions,
-            versions={"blue": 1, "green": 2},
+            versions,
+            "gated",
+            {"blue": 0.08, "green": 0.2},
+            2000,
+            seed=5,
+            policy={"protected": False, "gates": {"ab_evidence": True, "second_approver": True}},
         )
-        policy = {"protected": False, "gates": {"ab_evidence": True, "second_approver": True}}
-        put = registry_client.put(
-            f"/api/v1/models/{versions}/policies/champion", headers=admin.headers, json=policy
-        )
-        assert put.status_code == 200, put.text
-        experiment = _start(
-            registry_client, admin, definition("gated", "shop", {"blue": 50, "green": 50}, "blue")
-        )
-        _simulate(session_factory, experiment, {"blue": 0.08, "green": 0.2}, 2000, seed=5)
         before = _split(session_factory, "shop")
 
         refused = registry_client.post(f"{API}/gated/conclude", headers=admin.headers, json={"promote": True})
@@ -311,17 +322,9 @@ class TestConclusion:
         versions: str,
         session_factory: sessionmaker[Session],
     ) -> None:
-        serve(
-            session_factory,
-            "shop",
-            {"blue": 100, "green": 0},
-            model=versions,
-            versions={"blue": 1, "green": 2},
+        _run_between_versions(
+            registry_client, admin, session_factory, versions, "tie", {"blue": 0.1, "green": 0.1}, 300, seed=2
         )
-        experiment = _start(
-            registry_client, admin, definition("tie", "shop", {"blue": 50, "green": 50}, "blue")
-        )
-        _simulate(session_factory, experiment, {"blue": 0.1, "green": 0.1}, 300, seed=2)
         refused = registry_client.post(f"{API}/tie/conclude", headers=admin.headers, json={"promote": True})
         assert refused.status_code == 409
         assert refused.json()["field"] == "promote"

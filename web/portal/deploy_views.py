@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
@@ -226,16 +226,17 @@ def deploy_form(
     )
 
 
-def _request_from_form(
+def _deploy_form(
     model: str,
     version: int,
-    backend: str,
-    build_id: int | None,
-    target: str,
-    endpoint: str,
-    name: str,
-    replicas: int,
+    backend: Annotated[str, Form()],
+    target: Annotated[str, Form()] = "",
+    endpoint: Annotated[str, Form(max_length=63)] = "",
+    name: Annotated[str, Form(max_length=63)] = "",
+    replicas: Annotated[int, Form(ge=1, le=1000)] = 1,
+    build_id: Annotated[int | None, Form()] = None,
 ) -> DeployRequest:
+    """The deploy form (preview and deploy post the same one) as the API's request."""
     return DeployRequest.model_validate(
         {
             "model": model,
@@ -250,23 +251,18 @@ def _request_from_form(
     )
 
 
+DeployForm = Annotated[DeployRequest, Depends(_deploy_form)]
+
+
 @router.post("/models/{model}/versions/{version}/deploy/preview", response_class=HTMLResponse)
 def deploy_preview(
     request: Request,
-    model: str,
-    version: int,
     principal: Writer,
     session: SessionDep,
     deployer: DeployerDep,
-    backend: Annotated[str, Form()],
-    target: Annotated[str, Form()] = "",
-    endpoint: Annotated[str, Form(max_length=63)] = "",
-    name: Annotated[str, Form(max_length=63)] = "",
-    replicas: Annotated[int, Form(ge=1, le=1000)] = 1,
-    build_id: Annotated[int | None, Form()] = None,
+    body: DeployForm,
 ) -> Response:
     """The target's own dry run of what Deploy would apply, and the Deploy button."""
-    body = _request_from_form(model, version, backend, build_id, target, endpoint, name, replicas)
     try:
         preview = service.preview(session, deployer, body)
     except AtollError as exc:
@@ -284,20 +280,12 @@ def deploy_preview(
 @router.post("/models/{model}/versions/{version}/deploy", response_class=HTMLResponse)
 def deploy(
     request: Request,
-    model: str,
-    version: int,
     principal: Writer,
     session: SessionDep,
     deployer: DeployerDep,
-    backend: Annotated[str, Form()],
-    target: Annotated[str, Form()] = "",
-    endpoint: Annotated[str, Form(max_length=63)] = "",
-    name: Annotated[str, Form(max_length=63)] = "",
-    replicas: Annotated[int, Form(ge=1, le=1000)] = 1,
-    build_id: Annotated[int | None, Form()] = None,
+    body: DeployForm,
 ) -> Response:
     """Deploy, then send the browser to the deployment's page to watch the rollout."""
-    body = _request_from_form(model, version, backend, build_id, target, endpoint, name, replicas)
     try:
         _need(principal, Scope.deploy)
         created = service.deploy(session, deployer, actor=principal, request=body)

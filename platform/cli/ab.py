@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from atoll.cli.output import console, emit_json, fail
+from atoll.cli.output import JsonFlag, console, emit_json, fail
 
 if TYPE_CHECKING:
     from atoll.abtest.stats import AnalysisResult, Comparison, MetricResult, PowerResult
@@ -30,7 +30,6 @@ ab_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 VERDICT_STYLE = {
     "ship": ("green", "ship"),
     "dont_ship": ("red", "don't ship"),

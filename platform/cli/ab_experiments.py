@@ -14,9 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from atoll.cli.ab import JsonFlag, _print_analysis, _read_input, _verdict, ab_app
-from atoll.cli.output import EXIT_FOR_STATUS, client, console, emit_json, fail, table
-from atoll.client import ClientError
+from atoll.cli.ab import _print_analysis, _read_input, _verdict, ab_app
+from atoll.cli.output import JsonFlag, call_api, client, console, emit_json, fail, table
 
 API = "/api/v1/experiments"
 KeyArgument = Annotated[str, typer.Argument(help="The experiment's key, e.g. checkout-2")]
@@ -30,12 +29,10 @@ EVIDENCE_STYLE = {
 
 
 def _call(method: str, path: str, body: Any = None, *, as_json: bool) -> Any:
-    try:
-        return client().request(method, path, json=body) if method != "GET" else client().get(path)
-    except ClientError as exc:
-        if as_json:
-            emit_json(exc.body or {"detail": exc.detail})
-        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))
+    return call_api(
+        lambda: client().request(method, path, json=body) if method != "GET" else client().get(path),
+        as_json=as_json,
+    )
 
 
 def _summary(experiment: dict[str, Any]) -> None:

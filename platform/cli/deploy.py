@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.syntax import Syntax
 
-from atoll.cli.output import call_api, client, console, emit_json, err_console, fail, table
+from atoll.cli.output import JsonFlag, call_api, client, console, emit_json, err_console, fail, table
 from atoll.client import Client
 
 deployments_app = typer.Typer(
@@ -23,7 +23,6 @@ endpoints_app = typer.Typer(
     help="Endpoints: list (no command), show, create, set, switch, split, history.",
     invoke_without_command=True,
 )
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 ENDED = {"available", "failed", "undeployed"}
 STATE_STYLE = {
     "available": "[green]available[/]",

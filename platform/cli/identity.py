@@ -8,12 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from atoll.cli.output import client, client_errors, console, emit_json, table
+from atoll.cli.output import JsonFlag, client, client_errors, console, emit_json, table
 
 users_app = typer.Typer(help="Users (admin).", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens for the CLI and CI.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
 def login(

@@ -6,13 +6,15 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from atoll.client import Client, ClientError
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -57,11 +59,21 @@ def table(
     console.print(view)
 
 
-def call_api(fn: Callable[[], Any], *, as_json: bool = False) -> Any:
-    """Call the platform; on a refusal, print it (as JSON with --json) and exit with its code."""
+def call_api(
+    fn: Callable[[], Any],
+    *,
+    as_json: bool = False,
+    explain: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
+    """Call the platform; on a refusal, print it (as JSON with --json) and exit with its code.
+
+    `explain` prints more of a refusal's body for people (e.g. a promotion's gate table).
+    """
     try:
         return fn()
     except ClientError as exc:
         if as_json:
             emit_json(exc.body or {"detail": exc.detail})
+        elif explain is not None and exc.body:
+            explain(exc.body)
         fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))

@@ -14,12 +14,10 @@ from urllib.parse import quote
 import typer
 from typer.core import TyperGroup
 
-from atoll.cli.output import EXIT_FOR_STATUS, client, console, emit_json, fail, table
-from atoll.client import ClientError
+from atoll.cli.output import EXIT_FOR_STATUS, JsonFlag, call_api, client, console, emit_json, fail, table
 
 models_app = typer.Typer(help="Registered models and versions (MLflow-backed).", no_args_is_help=True)
 policy_app = typer.Typer(help="Promotion policies: the gates per model and alias.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
 def _path(name: str) -> str:
@@ -27,15 +25,13 @@ def _path(name: str) -> str:
 
 
 def _call(fn: Callable[[], Any], *, as_json: bool = False) -> Any:
-    """Run a client call; on refusal print the gates (if any) and exit with the status's code."""
-    try:
-        return fn()
-    except ClientError as exc:
-        if as_json:
-            emit_json(exc.body or {"detail": exc.detail})
-        elif exc.body.get("gates"):
-            _gate_table(exc.body["gates"])
-        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))
+    """`call_api`, printing a refusal's promotion gates (if any) for people."""
+    return call_api(fn, as_json=as_json, explain=_explain_gates)
+
+
+def _explain_gates(refusal: dict[str, Any]) -> None:
+    if refusal.get("gates"):
+        _gate_table(refusal["gates"])
 
 
 def _gate_table(gates: list[dict[str, Any]]) -> None:

@@ -13,23 +13,12 @@ from typing import Annotated, Any
 
 import typer
 
-from atoll.cli.output import EXIT_FOR_STATUS, client, console, emit_json, fail
-from atoll.client import ClientError
+from atoll.cli.output import JsonFlag, call_api, client, console, emit_json, fail
 
 canary_app = typer.Typer(help="Progressive canaries: start, status, abort.", no_args_is_help=True)
 shadow_app = typer.Typer(help="Shadow traffic: start, stop, status.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def _call(fn: Any, *, as_json: bool) -> Any:
-    try:
-        return fn()
-    except ClientError as exc:
-        if as_json:
-            emit_json(exc.body or {"detail": exc.detail})
-        fail(exc.detail, EXIT_FOR_STATUS.get(exc.status, 1))
 
 
 def parse_duration(value: str) -> float:
@@ -106,14 +95,14 @@ def canary_start(
         "min_requests": min_requests,
         "reason": reason,
     }
-    found = _call(lambda: client().post(f"/api/v1/endpoints/{endpoint}/canary", body), as_json=as_json)
+    found = call_api(lambda: client().post(f"/api/v1/endpoints/{endpoint}/canary", body), as_json=as_json)
     emit_json(found) if as_json else _show_canary(found)
 
 
 @canary_app.command("status")
 def canary_status(endpoint: str, as_json: JsonFlag = False) -> None:
     """The endpoint's latest canary: step, guardrail values, state. Exit 1 when it failed."""
-    found = _call(lambda: client().get(f"/api/v1/endpoints/{endpoint}/canary"), as_json=as_json)
+    found = call_api(lambda: client().get(f"/api/v1/endpoints/{endpoint}/canary"), as_json=as_json)
     emit_json(found) if as_json else _show_canary(found)
     if found["state"] == "failed":
         raise typer.Exit(1)
@@ -126,7 +115,7 @@ def canary_abort(
     as_json: JsonFlag = False,
 ) -> None:
     """All traffic back to the stable deployment; the canary ends aborted."""
-    found = _call(
+    found = call_api(
         lambda: client().post(f"/api/v1/endpoints/{endpoint}/canary/abort", {"reason": reason}),
         as_json=as_json,
     )
@@ -157,21 +146,21 @@ def shadow_start(
 ) -> None:
     """Mirror a share of ENDPOINT's requests to --to and compare the predictions."""
     body = {"to": to, "share": share, "kind": kind, "top_k": top_k}
-    found = _call(lambda: client().post(f"/api/v1/endpoints/{endpoint}/shadow", body), as_json=as_json)
+    found = call_api(lambda: client().post(f"/api/v1/endpoints/{endpoint}/shadow", body), as_json=as_json)
     emit_json(found) if as_json else _show_shadow(found)
 
 
 @shadow_app.command("stop")
 def shadow_stop(endpoint: str, as_json: JsonFlag = False) -> None:
     """Stop mirroring; the comparison stays readable with `atoll shadow status`."""
-    found = _call(lambda: client().delete(f"/api/v1/endpoints/{endpoint}/shadow"), as_json=as_json)
+    found = call_api(lambda: client().delete(f"/api/v1/endpoints/{endpoint}/shadow"), as_json=as_json)
     emit_json(found) if as_json else _show_shadow(found)
 
 
 @shadow_app.command("status")
 def shadow_status(endpoint: str, as_json: JsonFlag = False) -> None:
     """The endpoint's latest shadow and its comparison so far."""
-    found = _call(lambda: client().get(f"/api/v1/endpoints/{endpoint}/shadow"), as_json=as_json)
+    found = call_api(lambda: client().get(f"/api/v1/endpoints/{endpoint}/shadow"), as_json=as_json)
     emit_json(found) if as_json else _show_shadow(found)
 
 

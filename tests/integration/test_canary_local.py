@@ -213,8 +213,19 @@ def no_shadow(deployed: Platform) -> Iterator[Platform]:
     deployed.call("DELETE", f"/api/v1/endpoints/{ENDPOINT}/shadow")
 
 
+def _settled(platform: Platform, deployment: str, timeout: float = 10.0) -> None:
+    """Wait until the router sends every request to `deployment` (its table lags by ≤ 0.5 s here)."""
+    deadline = time.monotonic() + timeout
+    in_a_row = 0
+    while in_a_row < 10:
+        assert time.monotonic() < deadline, f"the router does not send everything to {deployment}"
+        served = _raw(platform, "settle").headers.get("x-atoll-deployment")
+        in_a_row = in_a_row + 1 if served == deployment else 0
+
+
 def test_shadow_never_changes_the_response(no_shadow: Platform) -> None:
     platform = no_shadow
+    _settled(platform, GOOD)  # the abort before this test sent everything back to GOOD
     baseline = [_raw(platform, f"same-{i}") for i in range(10)]
     for candidate in (STABLE, FAULTY):  # v1 answers differently; the faulty one fails half its requests
         started = platform.call(

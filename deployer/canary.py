@@ -18,7 +18,10 @@ deployment's counters at the step's start, and judges the step's deltas
 
 The job runs a slice of ticks (`SLICE_SECONDS`), then queues its own continuation, so it
 never holds a worker thread for the whole canary and survives a worker's death (the next
-worker resumes from the database). Abort is the breach path by hand. Blue/green stays
+worker resumes from the database). If the job itself fails its last attempt (the database
+or the model servers' metrics unreachable for minutes), `on_job_dead` fails the canary and
+sets stable back to 100 %: a canary never stays half-way with nobody driving it. Abort is
+the breach path by hand. Blue/green stays
 `endpoints.switch`: one step.
 """
 
@@ -396,6 +399,15 @@ def handler() -> Handler:
         return run_canary(session, payload)
 
     return run
+
+
+def on_job_dead(session: Session, payload: dict[str, Any], error: str) -> None:
+    """The worker gave up on the canary's job: fail it and send everything back to stable."""
+    canary = session.get(Canary, int(payload["canary_id"]))
+    if canary is None or canary.state != RUNNING:
+        return
+    reason = f"its job failed its last attempt ({error}); nobody was left to judge the steps"
+    _finish(session, canary, state=FAILED, actor=None, reason=reason, back_to_stable=True)
 
 
 # --- reading ---------------------------------------------------------------------------------

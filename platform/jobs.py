@@ -51,6 +51,10 @@ class Job(Base):
 
 
 Handler = Callable[[Session, dict[str, Any]], dict[str, Any] | None]
+#: Called once, in its own transaction, when a job of its kind has failed its last attempt
+#: (payload, last error): for kinds whose death would leave state behind, e.g. a canary
+#: holding an endpoint's traffic at a partial split.
+DeadHandler = Callable[[Session, dict[str, Any], str], None]
 
 
 class RetryLater(Exception):
@@ -143,18 +147,20 @@ def complete(session: Session, *, job: Job, worker_id: str, result: dict[str, An
     _finish(session, job.id, worker_id, status=SUCCEEDED, result=result, finished_at=utcnow())
 
 
-def fail(session: Session, *, job: Job, worker_id: str, error: str) -> None:
+def fail(session: Session, *, job: Job, worker_id: str, error: str) -> bool:
+    """Record a failed attempt; True when it was the last one (the job is now dead)."""
     if job.attempts >= job.max_attempts:
         _finish(session, job.id, worker_id, status=DEAD, last_error=error, finished_at=utcnow())
-    else:
-        _finish(
-            session,
-            job.id,
-            worker_id,
-            status=QUEUED,
-            last_error=error,
-            run_after=utcnow() + backoff(job.attempts),
-        )
+        return True
+    _finish(
+        session,
+        job.id,
+        worker_id,
+        status=QUEUED,
+        last_error=error,
+        run_after=utcnow() + backoff(job.attempts),
+    )
+    return False
 
 
 @dataclass
@@ -170,6 +176,7 @@ class Worker:
     poll_seconds: float = 1.0
     worker_id: str = ""
     periodic: dict[str, float] = field(default_factory=dict)  # kind -> every N seconds
+    on_dead: dict[str, DeadHandler] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
@@ -224,10 +231,19 @@ class Worker:
                 log.warning("job failed", extra={"job_id": job.id, "kind": job.kind, "error": error})
                 error += "\n" + traceback.format_exc(limit=5)
             with unit_of_work(self.factory) as session:
-                fail(session, job=job, worker_id=self.worker_id, error=error[:4000])
+                dead = fail(session, job=job, worker_id=self.worker_id, error=error[:4000])
+            if dead and job.kind in self.on_dead:
+                self._bury(job, error)
         finally:
             done.set()
             beat.join()
+
+    def _bury(self, job: Job, error: str) -> None:
+        try:
+            with unit_of_work(self.factory) as session:
+                self.on_dead[job.kind](session, dict(job.payload), error.splitlines()[0])
+        except Exception:
+            log.exception("dead-job handler failed", extra={"job_id": job.id, "kind": job.kind})
 
     def _keep_leased(self, job_id: int, done: threading.Event) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.05)

@@ -40,7 +40,7 @@ def _settings() -> Settings:
 def _worker(settings: Settings, factory: sessionmaker[Session]) -> Worker:
     from datetime import timedelta
 
-    from atoll.cli.runtime import job_handlers, schedules
+    from atoll.cli.runtime import dead_job_handlers, job_handlers, schedules
     from atoll.jobs import Worker
 
     return Worker(
@@ -49,6 +49,7 @@ def _worker(settings: Settings, factory: sessionmaker[Session]) -> Worker:
         lease=timedelta(seconds=settings.job_lease_seconds),
         poll_seconds=settings.worker_poll_seconds,
         periodic=schedules(settings),
+        on_dead=dead_job_handlers(),
     )
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from atoll.auth import service as auth_service
 from atoll.deployer.lifecycle import RECONCILE_JOB, ROLLOUT_JOB, DeployerContext
-from atoll.jobs import Handler
+from atoll.jobs import DeadHandler, Handler
 from atoll.settings import Settings
 
 SYNC_JOB = "registry.sync"
@@ -53,6 +53,13 @@ def job_handlers(settings: Settings, deployer: DeployerContext | None = None) ->
         handlers[SYNC_JOB] = sync
         handlers[BUILD_JOB] = build_handler(registry, catalog, settings.data_dir)
     return handlers
+
+
+def dead_job_handlers() -> dict[str, DeadHandler]:
+    """Job kind → what to undo when a job of that kind fails its last attempt."""
+    from atoll.deployer import canary
+
+    return {canary.CANARY_JOB: canary.on_job_dead}
 
 
 def schedules(settings: Settings) -> dict[str, float]:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from atoll.auth import service as auth_service
 from atoll.auth.policy import Role
 from atoll.auth.service import principal_for_user
-from atoll.cli.runtime import job_handlers
+from atoll.cli.runtime import dead_job_handlers, job_handlers
 from atoll.db import make_engine, make_session_factory, unit_of_work
 from atoll.deployer.routing.process import RouterProcess
 from atoll.deployer.targets.supervisor import LocalSupervisor
@@ -176,6 +176,7 @@ def platform(
         poll_seconds=0.1,
         lease=timedelta(seconds=30),
         worker_id="test-worker",
+        on_dead=dead_job_handlers(),
     )
     thread = threading.Thread(target=worker.run_forever, daemon=True)
     with TestClient(app, raise_server_exceptions=False) as api:

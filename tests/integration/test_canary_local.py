@@ -26,6 +26,7 @@ from typer.testing import CliRunner, Result
 from atoll.audit import AuditEvent
 from atoll.cli import app
 from atoll.db import unit_of_work
+from atoll.deployer import canary
 from atoll.deployer.models import ShadowComparison
 
 from .conftest import sign_in
@@ -353,3 +354,25 @@ def test_the_cli_reads_and_refuses_with_the_readmes_exit_codes(
     assert again.exit_code == 5 and "already mirrors" in again.output
     stopped = atoll("shadow", "stop", ENDPOINT)
     assert stopped.exit_code == 0 and "stopped" in stopped.output
+
+
+def test_a_canary_whose_job_dies_fails_and_sends_everything_back_to_stable(deployed: Platform) -> None:
+    before = deployed.call("GET", f"/api/v1/endpoints/{ENDPOINT}").json()["active"]
+    other = STABLE if before == GOOD else GOOD
+    body = {"to": other, "steps": [10, 100], "hold_seconds": 600, "min_requests": 1000}
+    started = deployed.call("POST", f"/api/v1/endpoints/{ENDPOINT}/canary", json=body)
+    assert started.status_code == 201, started.text
+    wait_step = time.monotonic() + 30
+    while deployed.call("GET", f"/api/v1/endpoints/{ENDPOINT}/canary").json()["step"] < 0:
+        assert time.monotonic() < wait_step
+        time.sleep(0.2)
+    # What the worker does once the canary's job has failed its last attempt (a job that
+    # fails five times with backoff cannot be caused quickly here; test_jobs covers the hook).
+    with unit_of_work(deployed.factory) as session:
+        canary.on_job_dead(session, {"canary_id": started.json()["id"]}, "OperationalError: db gone")
+    found = deployed.call("GET", f"/api/v1/endpoints/{ENDPOINT}/canary").json()
+    assert found["state"] == "failed" and "OperationalError: db gone" in found["reason"]
+    endpoint = deployed.call("GET", f"/api/v1/endpoints/{ENDPOINT}").json()
+    assert endpoint["active"] == before and endpoint["traffic_owner"] is None
+    assert {r["deployment"]: r["weight"] for r in endpoint["routes"]}[other] == 0
+    assert history(deployed)[0]["kind"] == "canary" and "failed" in history(deployed)[0]["reason"]

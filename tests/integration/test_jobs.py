@@ -79,6 +79,33 @@ class TestFailures:
         job = _job(session_factory, job_id)
         assert (job.status, job.attempts) == ("dead", 2)
 
+    def test_the_dead_handler_runs_once_on_the_last_failure_and_its_own_error_is_contained(
+        self, session_factory: sessionmaker[Session]
+    ) -> None:
+        [first, second] = _enqueue(session_factory, count=2, max_attempts=2)
+        buried: list[tuple[dict[str, Any], str]] = []
+
+        def boom(_s: Session, _p: dict[str, Any]) -> None:
+            raise RuntimeError("model store down\nsecond line")
+
+        def bury(_s: Session, payload: dict[str, Any], error: str) -> None:
+            buried.append((payload, error))
+            if payload["i"] == 1:
+                raise ValueError("the undo failed too")
+
+        worker = Worker(session_factory, {"test.echo": boom}, on_dead={"test.echo": bury})
+        assert worker.run_once() and worker.run_once()
+        assert buried == [], "not before the last attempt"
+        with unit_of_work(session_factory) as session:
+            session.execute(update(Job).values(run_after=utcnow()))
+        assert worker.run_once() and worker.run_once()
+        assert buried == [
+            ({"i": 0}, "RuntimeError: model store down"),
+            ({"i": 1}, "RuntimeError: model store down"),
+        ]
+        assert {_job(session_factory, j).status for j in (first, second)} == {"dead"}
+        assert worker.run_once() is False
+
     def test_backoff_grows_and_is_capped(self) -> None:
         assert [jobs.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
         assert jobs.backoff(50).total_seconds() == jobs.MAX_BACKOFF_SECONDS

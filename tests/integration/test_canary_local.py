@@ -290,6 +290,17 @@ def test_a_deployment_following_an_alias_rolls_when_the_alias_moves(deployed: Pl
     events = platform.call("GET", f"/api/v1/deployments/{follower['name']}/events").json()["events"]
     assert any("staging moved from v1 to v2" in e["message"] for e in events if e["reason"] == "Updated")
 
+    rolled = platform.call(
+        "POST", f"/api/v1/models/{platform.model}/aliases/staging/rollback", json={"reason": "v2 is bad"}
+    )
+    assert rolled.status_code == 200, rolled.text
+    deadline = time.monotonic() + 60
+    while platform.call("GET", f"/api/v1/deployments/{follower['name']}").json()["version"] != 1:
+        assert time.monotonic() < deadline, "the follower did not roll back to v1 with the alias"
+        time.sleep(0.3)
+    platform.wait_state(follower["name"], "available")
+    assert platform.infer("following").json()["model_version"] == "1"
+
     unfollowable = platform.call(
         "POST",
         "/api/v1/deployments",

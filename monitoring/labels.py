@@ -1,0 +1,106 @@
+"""Labels for a window's predictions, joined from outcome events by unit.
+
+A prediction's label is the **first** outcome event of the monitor's label metric for the
+row's `unit_id` with `ts` in `[prediction ts, prediction ts + attribution_seconds)`.
+Rows without a unit id, or whose label has not arrived (yet), stay unlabelled (NaN):
+nothing is zero-filled, so a client sends `value 0` for "did not convert". Two predictions
+of one unit before one outcome both take it (each prediction's own first later outcome).
+
+Only the metric's events in `[window start, window end + attribution)` are read (one
+range query on `ix_outcome_events_metric_unit_ts`), then joined in pandas with
+`merge_asof(by=unit, direction="forward")`: for each prediction the nearest later event of
+its unit, kept when it is strictly inside the attribution window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from atoll.events import OutcomeEvent
+from atoll.monitoring.quality_schemas import LabelSpec
+from atoll.monitoring.windows import Window
+
+_ROW, _LABEL_TS = "_row", "_label_ts"
+
+
+def read_outcomes(
+    session: Session, *, metric: str, start: datetime, end: datetime, attribution: timedelta
+) -> pd.DataFrame:
+    """The metric's outcome events that may label predictions made in [start, end)."""
+    rows = session.execute(
+        select(OutcomeEvent.unit_id, OutcomeEvent.ts, OutcomeEvent.value)
+        .where(
+            OutcomeEvent.metric == metric,
+            OutcomeEvent.ts >= start,
+            OutcomeEvent.ts < end + attribution,
+        )
+        .order_by(OutcomeEvent.ts, OutcomeEvent.id)
+    ).all()
+    return pd.DataFrame(rows, columns=["unit_id", "ts", "value"])
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True)
+
+
+def join_labels(predictions: pd.DataFrame, outcomes: pd.DataFrame, attribution: timedelta) -> pd.Series:
+    """One label per prediction row (`ts`, `unit_id`), in its order; NaN where none arrived.
+
+    `outcomes` has `unit_id`, `ts`, `value`, in arrival order for equal timestamps.
+    """
+    labels = pd.Series(np.nan, index=predictions.index, dtype="float64")
+    if predictions.empty or outcomes.empty:
+        return labels
+    left = pd.DataFrame(
+        {
+            "ts": _utc(predictions["ts"]).to_numpy(),
+            "unit_id": predictions["unit_id"].to_numpy(dtype=object),
+            _ROW: np.arange(len(predictions)),
+        }
+    )
+    left = left[left["unit_id"].notna()]
+    right = pd.DataFrame(
+        {
+            _LABEL_TS: _utc(outcomes["ts"]).to_numpy(),
+            "unit_id": outcomes["unit_id"].astype(str).to_numpy(dtype=object),
+            "value": outcomes["value"].astype("float64").to_numpy(),
+        }
+    )
+    # The first event of a unit at one instant wins (arrival order), as "first" says.
+    right = right.drop_duplicates(subset=[_LABEL_TS, "unit_id"], keep="first")
+    if left.empty or right.empty:
+        return labels
+    left["unit_id"] = left["unit_id"].astype(str)
+    joined = pd.merge_asof(
+        left.sort_values("ts", kind="stable"),
+        right.sort_values(_LABEL_TS, kind="stable"),
+        left_on="ts",
+        right_on=_LABEL_TS,
+        by="unit_id",
+        direction="forward",
+        allow_exact_matches=True,
+        tolerance=pd.Timedelta(attribution),
+    )
+    inside = joined[_LABEL_TS].notna() & (joined[_LABEL_TS] - joined["ts"] < pd.Timedelta(attribution))
+    found = joined[inside]
+    labels.iloc[found[_ROW].to_numpy()] = found["value"].to_numpy()
+    return labels
+
+
+def attach_labels(
+    session: Session, window: Window, spec: LabelSpec, *, start: datetime, end: datetime
+) -> Window:
+    """The window with the label column (`spec.column`) joined in; NaN where unlabelled."""
+    attribution = timedelta(seconds=spec.attribution_seconds)
+    if len(window) == 0:
+        return window
+    outcomes = read_outcomes(session, metric=spec.metric, start=start, end=end, attribution=attribution)
+    labels = join_labels(window.served_by[["ts", "unit_id"]], outcomes, attribution)
+    features = window.features.assign(**{spec.column: labels.to_numpy()})
+    return dataclasses.replace(window, features=features)

@@ -43,7 +43,8 @@ class Monitor(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="no_data")  # ok | drift | degraded | no_data | failed
+    #: ok | drift | degraded | no_data | failed
+    status: Mapped[str] = mapped_column(String(16), default="no_data")
     status_changed_at: Mapped[datetime | None]
     last_run_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(64))

@@ -172,7 +172,9 @@ class RunRead(BaseModel):
     tested_columns: int | None
     drifted_columns: int | None
     message: str | None
-    quality: QualityRead | None = Field(default=None, description="model quality, when the monitor has labels")
+    quality: QualityRead | None = Field(
+        default=None, description="model quality, when the monitor has labels"
+    )
     has_report: bool
     created_at: datetime
     started_at: datetime | None

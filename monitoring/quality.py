@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,10 @@ def classification_metrics(labels: Floats, predictions: Floats, spec: LabelSpec)
     truth = labels == spec.positive_label
     if spec.threshold is not None:
         predicted = predictions >= spec.threshold
-        found: dict[str, float | None] = {"accuracy": float(np.mean(truth == predicted)), **_binary(truth, predicted)}
+        found: dict[str, float | None] = {
+            "accuracy": float(np.mean(truth == predicted)),
+            **_binary(truth, predicted),
+        }
         both_classes = truth.any() and not truth.all()
         found["roc_auc"] = float(skm.roc_auc_score(truth, predictions)) if both_classes else None
         probabilities = bool(np.all((predictions >= 0) & (predictions <= 1)))
@@ -133,7 +137,7 @@ def assess(frame: pd.DataFrame, spec: LabelSpec, reference: Baseline | None) -> 
     rows = len(frame)
     labels, predictions = labelled_pairs(frame, spec)
     labelled = int(labels.size)
-    common = {
+    common: dict[str, Any] = {
         "task": spec.task,
         "rows": rows,
         "labelled": labelled,
@@ -143,19 +147,17 @@ def assess(frame: pd.DataFrame, spec: LabelSpec, reference: Baseline | None) -> 
         "reference_rows": reference.rows if reference else None,
     }
     if labelled < spec.min_labels:
-        message = f"not enough labels: {labelled} labelled rows, {spec.min_labels} needed"
-        return QualityRead(status="not_enough_labels", current={}, message=message, **common)
+        needed = f"not enough labels: {labelled} labelled rows, {spec.min_labels} needed"
+        return QualityRead(status="not_enough_labels", current={}, message=needed, **common)
     current = metrics_of(labels, predictions, spec)
-    drops = {m: drop(m, current.get(m), reference.metrics.get(m) if reference else None) for m in spec.metrics}
-    status: QualityStatus = "ok"
-    message = None
-    breached: list[str] = []
+    baseline_metrics = reference.metrics if reference else {}
+    drops = {m: drop(m, current.get(m), baseline_metrics.get(m)) for m in spec.metrics}
     if spec.max_drop and reference is None:
-        status = "no_reference"
-        message = f"max_drop needs the reference's quality: upload a reference with `prediction` and `{spec.column}`"
-    else:
-        breached = [m for m, limit in spec.max_drop.items() if (drops.get(m) or 0.0) > limit]
-        status = "breach" if breached else "ok"
-    return QualityRead(
-        status=status, current=current, drop=drops, breached=sorted(breached), message=message, **common
-    )
+        missing = (
+            "max_drop needs the reference's quality: give the reference (and the drift spec) "
+            f"the columns `prediction` and `{spec.column}`"
+        )
+        return QualityRead(status="no_reference", current=current, drop=drops, message=missing, **common)
+    breached = sorted(m for m, limit in spec.max_drop.items() if (drops.get(m) or 0.0) > limit)
+    status: QualityStatus = "breach" if breached else "ok"
+    return QualityRead(status=status, current=current, drop=drops, breached=breached, **common)

@@ -70,7 +70,9 @@ class LabelSpec(BaseModel):
     @model_validator(mode="after")
     def _fits_task(self) -> Self:
         if self.column in RESERVED_COLUMNS:
-            raise ValueError(f"column: {self.column!r} is the logged prediction; name the label column otherwise")
+            raise ValueError(
+                f"column: {self.column!r} is the logged prediction; name the label column otherwise"
+            )
         allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
         wrong = sorted(m for m in self.max_drop if m not in allowed)
         if wrong:
@@ -82,7 +84,9 @@ class LabelSpec(BaseModel):
             raise ValueError("threshold: only classification turns a score into a class")
         scored = sorted(m for m in ("roc_auc", "log_loss") if m in self.max_drop)
         if scored and self.threshold is None:
-            raise ValueError(f"max_drop: {scored} need a score; set threshold so the prediction is read as one")
+            raise ValueError(
+                f"max_drop: {scored} need a score; set threshold so the prediction is read as one"
+            )
         return self
 
     @property

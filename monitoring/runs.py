@@ -203,12 +203,9 @@ def _record_evidence(session: Session, monitor: Monitor, run: MonitorRun, rows: 
 
 
 def _conclude(session: Session, monitor: Monitor, run: MonitorRun) -> None:
-    """The monitor's new status; on a change between ok and drift, the alert; evidence."""
+    """The monitor's new status; on a change between ok, drift and degraded, the alert; evidence."""
     rows = _window_rows(session, monitor, run.window_end)
-    if run.state in ("failed", "no_data"):
-        status = run.state
-    else:
-        status = window_verdict(rows)
+    status = run.state if run.state in ("failed", "no_data") else window_verdict(rows)
     now = utcnow()
     if status != monitor.status:
         monitor.status_changed_at = now
@@ -218,7 +215,8 @@ def _conclude(session: Session, monitor: Monitor, run: MonitorRun) -> None:
         return
     previous = _previous_verdict(session, monitor, run.window_end)
     if status != previous:
-        alerts.queue(session, monitor, run, previous, status, _drifted_columns(session, rows), _breaches(rows))
+        columns = _drifted_columns(session, rows)
+        alerts.queue(session, monitor, run, previous, status, columns, _breaches(rows))
     _record_evidence(session, monitor, run, rows)
 
 

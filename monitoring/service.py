@@ -23,6 +23,7 @@ from atoll.auth.policy import Principal
 from atoll.db import utcnow
 from atoll.deployer import endpoints
 from atoll.errors import Conflict, InvalidInput, NotFound
+from atoll.monitoring.labels import attach_labels
 from atoll.monitoring.models import ALL_TRAFFIC, Monitor, MonitorColumnResult, MonitorReference, MonitorRun
 from atoll.monitoring.monitor_schemas import (
     MonitorCreate,
@@ -31,7 +32,6 @@ from atoll.monitoring.monitor_schemas import (
     ReferenceRead,
     WindowReference,
 )
-from atoll.monitoring.labels import attach_labels
 from atoll.monitoring.quality_schemas import LabelSpec
 from atoll.monitoring.reference import build_profile
 from atoll.monitoring.schemas import DriftSpec

@@ -169,6 +169,31 @@ class TestTargetDriftAndQuality:
             assert marker in page.text, marker
 
 
+class TestCli:
+    def test_status_shows_the_labels_and_each_runs_quality(
+        self, env: Env, live_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from typer.testing import CliRunner
+
+        from atoll.cli import app as cli
+
+        monkeypatch.setenv("ATOLL_URL", live_url)
+        monkeypatch.setenv("ATOLL_TOKEN", env.caller.token)
+        env.create(spec=SPEC, labels=LABELS)
+        env.upload("scoring-drift", labelled_reference())
+        rows = with_units(window_rows(600, drift=False, seed=61), "s")
+        env.write(rows)
+        send_outcomes(env, rows, true_labels(rows, shifted=True, seed=62), share=0.5)
+        env.run_now()
+        env.drain()
+        runner = CliRunner()
+        status = runner.invoke(cli, ["monitor", "status", "scoring-drift"], env={"COLUMNS": "400"})
+        assert status.exit_code == 0, status.output
+        assert "labels: outcome metric is_fraud as target (classification" in status.stdout
+        assert "breach (300 labels, 50% labelled); breached: accuracy: accuracy 0." in status.stdout
+        assert "(ref 0.9" in status.stdout and "degraded" in status.stdout
+
+
 class TestWithoutLabels:
     def test_a_metric_that_never_arrives_is_not_enough_labels_with_coverage_zero_and_no_alert(
         self, env: Env, receiver: Receiver

@@ -56,9 +56,9 @@ def true_labels(rows: list[dict[str, Any]], *, shifted: bool, seed: int) -> list
     rng = np.random.default_rng(seed)
     predicted = np.array([row["prediction"]["value"] for row in rows])
     if shifted:
-        return (rng.random(len(rows)) < 0.85).astype(float).tolist()
+        return [float(v) for v in rng.random(len(rows)) < 0.85]
     flip = rng.random(len(rows)) < 0.05
-    return np.where(flip, 1 - predicted, predicted).astype(float).tolist()
+    return [float(v) for v in np.where(flip, 1 - predicted, predicted)]
 
 
 def send_outcomes(env: Env, rows: list[dict[str, Any]], labels: list[float], *, share: float = 0.9) -> int:

@@ -38,6 +38,7 @@ def limits(labels: LabelSpec) -> dict[str, float]:
 
 
 def table_rows(quality: dict[str, Any] | None, labels: LabelSpec) -> list[QualityRow]:
+    """The metrics of the task that have a value on either side (no AUC without a score)."""
     if not quality or not quality.get("current"):
         return []
     reference = quality.get("reference") or {}
@@ -53,6 +54,7 @@ def table_rows(quality: dict[str, Any] | None, labels: LabelSpec) -> list[Qualit
             lower_is_better=metric in LOWER_IS_BETTER,
         )
         for metric in labels.metrics
+        if quality["current"].get(metric) is not None or reference.get(metric) is not None
     ]
 
 

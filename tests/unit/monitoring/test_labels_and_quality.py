@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,12 @@ import pytest
 from pydantic import ValidationError
 from sklearn import metrics as skm
 
+from atoll.cli.monitor import quality_summary
+from atoll.monitoring.gauges import quality_values
 from atoll.monitoring.labels import join_labels
 from atoll.monitoring.quality import Baseline, assess, baseline, drop, labelled_pairs, metrics_of
 from atoll.monitoring.quality_schemas import LabelSpec
+from atoll.web.portal import quality_charts
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -238,3 +242,61 @@ class TestLabelSpec:
             30,
             1.0,
         )
+
+
+class TestViews:
+    """What the portal, the gauges and the CLI make of a run row's stored quality."""
+
+    QUALITY: ClassVar[dict[str, Any]] = {
+        "task": "classification",
+        "status": "breach",
+        "rows": 100,
+        "labelled": 80,
+        "coverage": 0.8,
+        "min_labels": 30,
+        "current": {"accuracy": 0.8, "f1": 0.7, "roc_auc": None, "log_loss": None},
+        "reference": {"accuracy": 0.9, "f1": 0.85, "roc_auc": None, "log_loss": None},
+        "reference_rows": 500,
+        "drop": {"accuracy": 0.1, "f1": 0.15, "roc_auc": None, "log_loss": None},
+        "breached": ["accuracy"],
+        "message": None,
+    }
+
+    def test_table_rows_leave_out_metrics_without_a_value(self) -> None:
+        rows = quality_charts.table_rows(self.QUALITY, spec(max_drop={"accuracy": 0.05}))
+        assert [(r.metric, r.current, r.reference, r.max_drop, r.breached) for r in rows] == [
+            ("accuracy", 0.8, 0.9, 0.05, True),
+            ("f1", 0.7, 0.85, None, False),
+        ]
+        assert quality_charts.table_rows({**self.QUALITY, "current": {}}, spec()) == []
+
+    def test_timeline_places_the_breach_under_the_line_and_a_window_without_labels_as_a_gap(self) -> None:
+        at = datetime(2026, 12, 1, tzinfo=UTC)
+        few = {**self.QUALITY, "status": "not_enough_labels", "current": {}, "message": "not enough labels"}
+        runs = [
+            Run(id=1, window_end=at, quality=self.QUALITY),
+            Run(id=2, window_end=at + timedelta(hours=1), quality=few),
+        ]
+        chart = quality_charts.timeline(runs, spec(max_drop={"accuracy": 0.05}))  # type: ignore[arg-type]
+        assert chart is not None
+        breach, gap = chart.points
+        assert breach.tone == "drift" and breach.y is not None and breach.y > chart.threshold_y  # below 0.85
+        assert gap.y is None and "not enough labels" in gap.title
+
+    def test_gauge_values_and_the_cli_line(self) -> None:
+        assert quality_values(self.QUALITY) == [("accuracy", 0.8), ("f1", 0.7), ("label_coverage", 0.8)]
+        assert quality_values(None) == []
+        line = quality_summary(self.QUALITY)
+        assert (
+            line
+            == "breach (80 labels, 80% labelled); breached: accuracy: accuracy 0.8 (ref 0.9), f1 0.7 (ref 0.85)"
+        )
+
+
+@dataclass
+class Run:
+    """The run row fields the quality timeline reads."""
+
+    id: int
+    window_end: datetime
+    quality: dict[str, Any] | None

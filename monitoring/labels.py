@@ -18,6 +18,7 @@ import dataclasses
 from datetime import datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,50 +46,52 @@ def read_outcomes(
     return pd.DataFrame(rows, columns=["unit_id", "ts", "value"])
 
 
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True)
+def _utc_ns(values: pd.Series) -> npt.NDArray[np.int64]:
+    """Timestamps as UTC nanoseconds (datetime64 without objects: fast to sort and compare)."""
+    naive = pd.to_datetime(values, utc=True).dt.tz_localize(None)
+    nanoseconds: npt.NDArray[np.int64] = naive.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return nanoseconds
 
 
 def join_labels(predictions: pd.DataFrame, outcomes: pd.DataFrame, attribution: timedelta) -> pd.Series:
     """One label per prediction row (`ts`, `unit_id`), in its order; NaN where none arrived.
 
-    `outcomes` has `unit_id`, `ts`, `value`, in arrival order for equal timestamps.
+    `outcomes` has `unit_id`, `ts`, `value`, in arrival order for equal timestamps. Units are
+    factorized together into integer codes first (merge_asof's `by` on ints, not strings).
     """
     labels = pd.Series(np.nan, index=predictions.index, dtype="float64")
     if predictions.empty or outcomes.empty:
         return labels
+    units = pd.concat([predictions["unit_id"], outcomes["unit_id"]], ignore_index=True)
+    codes, _ = pd.factorize(units.astype(str).where(units.notna()))  # -1: no unit id
+    left_codes, right_codes = codes[: len(predictions)], codes[len(predictions) :]
     left = pd.DataFrame(
-        {
-            "ts": _utc(predictions["ts"]).to_numpy(),
-            "unit_id": predictions["unit_id"].to_numpy(dtype=object),
-            _ROW: np.arange(len(predictions)),
-        }
+        {"ts": _utc_ns(predictions["ts"]), "unit": left_codes, _ROW: np.arange(len(predictions))}
     )
-    left = left[left["unit_id"].notna()]
+    left = left[left_codes >= 0]
     right = pd.DataFrame(
         {
-            _LABEL_TS: _utc(outcomes["ts"]).to_numpy(),
-            "unit_id": outcomes["unit_id"].astype(str).to_numpy(dtype=object),
-            "value": outcomes["value"].astype("float64").to_numpy(),
+            _LABEL_TS: _utc_ns(outcomes["ts"]),
+            "unit": right_codes,
+            "value": outcomes["value"].to_numpy(dtype=np.float64),
         }
     )
     # The first event of a unit at one instant wins (arrival order), as "first" says.
-    right = right.drop_duplicates(subset=[_LABEL_TS, "unit_id"], keep="first")
+    right = right[right_codes >= 0].drop_duplicates(subset=[_LABEL_TS, "unit"], keep="first")
     if left.empty or right.empty:
         return labels
-    left["unit_id"] = left["unit_id"].astype(str)
+    window = int(attribution.total_seconds() * 1_000_000_000)
     joined = pd.merge_asof(
         left.sort_values("ts", kind="stable"),
         right.sort_values(_LABEL_TS, kind="stable"),
         left_on="ts",
         right_on=_LABEL_TS,
-        by="unit_id",
+        by="unit",
         direction="forward",
         allow_exact_matches=True,
-        tolerance=pd.Timedelta(attribution),
+        tolerance=window,
     )
-    inside = joined[_LABEL_TS].notna() & (joined[_LABEL_TS] - joined["ts"] < pd.Timedelta(attribution))
-    found = joined[inside]
+    found = joined[joined[_LABEL_TS].notna() & (joined[_LABEL_TS] - joined["ts"] < window)]
     labels.iloc[found[_ROW].to_numpy()] = found["value"].to_numpy()
     return labels
 

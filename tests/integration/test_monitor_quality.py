@@ -241,6 +241,16 @@ class TestWithoutLabels:
         }
         created = env.create(spec=SPEC, labels=LABELS, reference=reference)
         assert created["reference"]["rows"] == 600 and "target" in created["reference"]["columns"]
+        refused = env.client.patch(
+            "/api/v1/monitors/scoring-drift",
+            json={"labels": {**LABELS, "task": "ranking"}},
+            headers=env.caller.headers,
+        )
+        assert refused.status_code == 422 and "labels.task" in json.dumps(refused.json())
+        removed = env.client.patch(
+            "/api/v1/monitors/scoring-drift", json={"labels": None}, headers=env.caller.headers
+        )
+        assert removed.status_code == 200 and removed.json()["labels"] is None
 
 
 class TestBadLabelSpecs:

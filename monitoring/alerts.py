@@ -1,4 +1,5 @@
-"""Drift alerts: a Slack-compatible webhook on each change between ok and drift, signed and retried.
+"""Drift alerts: a Slack-compatible webhook on each change between ok, drift and degraded (model
+quality past a `max_drop` of the monitor's label spec), signed and retried.
 
 The body is Slack's incoming-webhook JSON (`text` plus `blocks`), so a Slack URL works as
 is; other receivers read the same fields. Each delivery is signed with HMAC-SHA256 over
@@ -62,13 +63,22 @@ def verify(secret: str, *, header: str, body: bytes, now: float) -> str | None:
 
 
 def message(
-    monitor: Monitor, run: MonitorRun, previous: str, current: str, columns: list[str]
+    monitor: Monitor,
+    run: MonitorRun,
+    previous: str,
+    current: str,
+    columns: list[str],
+    breaches: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The Slack-compatible body: a one-line `text`, `blocks` for Slack, and the facts as fields."""
+    breaches = breaches or {}
     if current == "drift":
         headline = f":warning: Drift on endpoint {monitor.endpoint} (monitor {monitor.name})"
+    elif current == "degraded":
+        headline = f":warning: Model quality dropped on endpoint {monitor.endpoint} (monitor {monitor.name})"
     else:
-        headline = f":white_check_mark: Drift cleared on endpoint {monitor.endpoint} (monitor {monitor.name})"
+        cleared = "Model quality recovered" if previous == "degraded" else "Drift cleared"
+        headline = f":white_check_mark: {cleared} on endpoint {monitor.endpoint} (monitor {monitor.name})"
     share = f"{run.drift_share:.0%}" if run.drift_share is not None else "n/a"
     detail = (
         f"status {previous} → {current}; window {run.window_start:%Y-%m-%d %H:%M} to "
@@ -77,6 +87,10 @@ def message(
     )
     if columns:
         detail += "; drifted: " + ", ".join(columns[:20])
+    if breaches:
+        detail += "; quality below the reference: " + "; ".join(
+            f"{group} {', '.join(metrics)}" for group, metrics in sorted(breaches.items())
+        )
     return {
         "text": f"{headline}: {detail}",
         "blocks": [
@@ -93,17 +107,25 @@ def message(
             "window_end": run.window_end.isoformat(),
             "drift_share": run.drift_share,
             "drifted_columns": columns,
+            "quality": run.quality,
+            "quality_breaches": breaches,
         },
     }
 
 
 def queue(
-    session: Session, monitor: Monitor, run: MonitorRun, previous: str, current: str, columns: list[str]
+    session: Session,
+    monitor: Monitor,
+    run: MonitorRun,
+    previous: str,
+    current: str,
+    columns: list[str],
+    breaches: dict[str, list[str]] | None = None,
 ) -> Job | None:
     """Queue the delivery in the run's transaction (once per run); None without a webhook."""
     if not monitor.webhook_url:
         return None
-    body = message(monitor, run, previous, current, columns)
+    body = message(monitor, run, previous, current, columns, breaches)
     return jobs.enqueue(
         session,
         kind=ALERT_JOB,

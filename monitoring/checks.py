@@ -4,6 +4,11 @@
 transaction is open while `compute` runs the engine per group, the histograms and
 Evidently's report (seconds to a minute: on SQLite an open transaction holds the write lock
 and would stall every request); `store` writes the results in one short transaction.
+
+With a label spec, `load` also joins the labels (labels.py) into the window, so the label
+column is one more column for the drift engine (target drift, when the spec lists it), and
+`compute` assesses model quality per slice against the reference's (quality.py). A quality
+breach turns an `ok` row `degraded` (a drifting row stays `drift`; its quality says more).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from atoll.monitoring.drift import detect_drift
 from atoll.monitoring.errors import EvidentlyError
 from atoll.monitoring.evidently_adapter import run_evidently
 from atoll.monitoring.histograms import histogram
+from atoll.monitoring.labels import attach_labels
 from atoll.monitoring.models import Monitor, MonitorColumnResult, MonitorRun
+from atoll.monitoring.quality import Baseline, assess, baseline
+from atoll.monitoring.quality_schemas import LabelSpec, QualityRead
 from atoll.monitoring.reference import ReferenceProfile
 from atoll.monitoring.schemas import DriftResult, DriftSpec
 from atoll.monitoring.windows import Window, group_key, load_window
@@ -38,6 +46,7 @@ class Loaded:
     profile: ReferenceProfile
     reference_parquet: bytes
     window: Window
+    labels: LabelSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class GroupCheck:
     result: DriftResult
     histograms: dict[str, dict[str, Any] | None]
     model_versions: list[list[Any]]
+    quality: QualityRead | None = None
 
 
 @dataclass
@@ -65,11 +75,16 @@ def load(session: Session, monitor: Monitor, run: MonitorRun) -> Loaded:
     reference = service.reference_of(session, monitor)
     if reference is None:
         raise Conflict("the monitor has no reference set; upload one")
+    labels = service.labels_of(monitor)
+    window = load_window(session, endpoint=monitor.endpoint, start=run.window_start, end=run.window_end)
+    if labels is not None:
+        window = attach_labels(session, window, labels, start=run.window_start, end=run.window_end)
     return Loaded(
         spec=service.spec_of(monitor),
         profile=ReferenceProfile.from_bytes(reference.profile),
         reference_parquet=reference.parquet,
-        window=load_window(session, endpoint=monitor.endpoint, start=run.window_start, end=run.window_end),
+        window=window,
+        labels=labels,
     )
 
 
@@ -86,7 +101,7 @@ def checked_columns(frame: pd.DataFrame, spec: DriftSpec) -> pd.DataFrame:
 
 
 def _check(
-    loaded: Loaded, part: Window, group: dict[str, str | None] | None
+    loaded: Loaded, part: Window, group: dict[str, str | None] | None, reference: Baseline | None
 ) -> tuple[GroupCheck, pd.DataFrame]:
     frame = checked_columns(part.features, loaded.spec)
     result = detect_drift(loaded.profile, frame, loaded.spec)
@@ -94,7 +109,8 @@ def _check(
         c.column: histogram(loaded.profile.columns[c.column], frame[c.column]) for c in result.columns
     }
     versions = [list(p) for p in part.model_versions()]
-    return GroupCheck(group, result, histograms, versions), frame
+    quality = assess(part.features, loaded.labels, reference) if loaded.labels else None
+    return GroupCheck(group, result, histograms, versions, quality), frame
 
 
 def compute(monitor: Monitor, run: MonitorRun, loaded: Loaded, reports_root: Path) -> Checked:
@@ -107,15 +123,18 @@ def compute(monitor: Monitor, run: MonitorRun, loaded: Loaded, reports_root: Pat
         checked.state, checked.message = "no_data", "no successful request with features in this window"
         return checked
     try:
-        checked.all_traffic, frame = _check(loaded, window, None)
+        reference = pd.read_parquet(io.BytesIO(loaded.reference_parquet))
+        base = baseline(reference, loaded.labels) if loaded.labels else None
+        checked.all_traffic, frame = _check(loaded, window, None, base)
         if checked.all_traffic.result.status == "no_data":
             checked.state, checked.message = "no_data", "no column of the spec has a value in this window"
             return checked
-        checked.groups = [_check(loaded, part, group)[0] for group, part in window.groups(monitor.split_by)]
+        checked.groups = [
+            _check(loaded, part, group, base)[0] for group, part in window.groups(monitor.split_by)
+        ]
         if window.truncated:
             checked.message = f"the window was cut at {len(window):,} rows"
         report = reports_root / monitor.name / f"run-{run.id}.html"
-        reference = pd.read_parquet(io.BytesIO(loaded.reference_parquet))
         run_evidently(reference, frame, loaded.spec, html_path=report, sample_rows=EVIDENTLY_SAMPLE_ROWS)
         checked.report_path = str(report)
         checked.state = "succeeded"
@@ -134,6 +153,9 @@ def _store_result(session: Session, row: MonitorRun, check: GroupCheck) -> None:
     row.rows = result.current_rows
     row.model_versions = check.model_versions
     row.status = result.status if result.status != "no_data" else None
+    row.quality = check.quality.model_dump(mode="json") if check.quality else None
+    if row.status == "ok" and check.quality is not None and check.quality.status == "breach":
+        row.status = "degraded"
     row.alert_rule = result.alert_rule
     row.evidently_drifted = result.evidently.drifted if result.evidently else None
     row.corrected_drifted = result.corrected.drifted if result.corrected else None

@@ -4,7 +4,10 @@
   under the monitor's alert rule (labels empty on the all-traffic row);
 - `atoll_drift_column{monitor,endpoint,deployment,arm,backend,column,method}`: the column's
   score (a p-value or a distance, see `score_type`);
-- `atoll_drift_column_drifted{...same...}`: 1 when that column drifted (Evidently's verdict).
+- `atoll_drift_column_drifted{...same...}`: 1 when that column drifted (Evidently's verdict);
+- `atoll_model_quality{monitor,endpoint,deployment,arm,backend,metric}`: model quality of the
+  window's labelled rows (accuracy, f1, mae, ...; `label_coverage` is labelled / rows), for
+  monitors with labels; a row with "not enough labels" reports only its coverage.
 
 `monitor` is a label too: two monitors may watch the same endpoint with different specs.
 """
@@ -79,7 +82,25 @@ class DriftCollector:
                 score.add_metric(labels, column.score)
             if column.drifted is not None:
                 drifted.add_metric(labels, float(column.drifted))
-        yield from (share, score, drifted)
+        quality = GaugeMetricFamily(
+            "atoll_model_quality",
+            "Model quality of labelled predictions (and label_coverage), latest window",
+            labels=[*GROUP_LABELS, "metric"],
+        )
+        for monitor, run in runs:
+            for metric, value in quality_values(run.quality):
+                quality.add_metric([*_labels(monitor, run), metric], value)
+        yield from (share, score, drifted, quality)
+
+
+def quality_values(quality: dict[str, Any] | None) -> list[tuple[str, float]]:
+    """(metric, value) of a run row's stored quality that have a value, with its label coverage."""
+    if not quality:
+        return []
+    found = [(name, float(v)) for name, v in sorted(quality.get("current", {}).items()) if v is not None]
+    if quality.get("coverage") is not None:
+        found.append(("label_coverage", float(quality["coverage"])))
+    return found
 
 
 def _labels(monitor: Monitor, run: MonitorRun) -> list[str]:

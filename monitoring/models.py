@@ -37,12 +37,14 @@ class Monitor(Base):
     reference_source: Mapped[str] = mapped_column(String(16))  # upload | window
     reference_window: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"start": iso, "end": iso}
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # a DriftSpec
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a LabelSpec (migration 0010)
     schedule_seconds: Mapped[int]
     window_seconds: Mapped[int]
     enabled: Mapped[bool] = mapped_column(default=True)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="no_data")  # ok | drift | no_data | failed
+    #: ok | drift | degraded | no_data | failed
+    status: Mapped[str] = mapped_column(String(16), default="no_data")
     status_changed_at: Mapped[datetime | None]
     last_run_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(64))
@@ -87,7 +89,8 @@ class MonitorRun(Base):
     #: queued | running | succeeded | no_data | failed
     state: Mapped[str] = mapped_column(String(16), default="queued")
     rows: Mapped[int] = mapped_column(default=0)
-    status: Mapped[str | None] = mapped_column(String(16))  # ok | drift (succeeded runs)
+    #: ok | drift | degraded (model quality breached its max_drop; succeeded runs)
+    status: Mapped[str | None] = mapped_column(String(16))
     alert_rule: Mapped[str | None] = mapped_column(String(16))  # evidently | corrected
     evidently_drifted: Mapped[bool | None]
     corrected_drifted: Mapped[bool | None]
@@ -97,6 +100,8 @@ class MonitorRun(Base):
     message: Mapped[str | None] = mapped_column(Text)
     report_path: Mapped[str | None] = mapped_column(String(1024))
     model_versions: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)  # [[name, version], ...]
+    #: Model quality (a QualityRead) when the monitor has labels (migration 0010).
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

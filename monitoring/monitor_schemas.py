@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator, model_validator
 
+from atoll.monitoring.quality_schemas import LabelSpec, QualityRead
 from atoll.monitoring.schemas import DriftSpec
 
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -78,6 +79,9 @@ class MonitorCreate(_MonitorFields):
     )
     reference: ReferenceChoice = Field(default_factory=UploadedReference)
     spec: DriftSpec
+    labels: LabelSpec | None = Field(
+        default=None, description="Ground truth from outcome events: target drift and model quality"
+    )
     schedule_seconds: int = Field(default=3600, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     window_seconds: int = Field(default=3600, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     enabled: StrictBool = True
@@ -95,6 +99,7 @@ class MonitorUpdate(_MonitorFields):
     description: str | None = Field(default=None, max_length=2000)
     split_by: list[SplitDimension] | None = Field(default=None, json_schema_extra={"uniqueItems": True})
     spec: DriftSpec | None = None
+    labels: LabelSpec | None = Field(default=None, description="null removes the label spec")
     schedule_seconds: int | None = Field(default=None, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     window_seconds: int | None = Field(default=None, ge=MIN_SCHEDULE_SECONDS, le=MAX_SECONDS)
     enabled: StrictBool | None = None
@@ -130,6 +135,7 @@ class MonitorRead(BaseModel):
     reference_window: dict[str, str] | None
     reference: ReferenceRead | None
     spec: DriftSpec
+    labels: LabelSpec | None = None
     features: list[str]
     schedule_seconds: int
     window_seconds: int
@@ -166,6 +172,9 @@ class RunRead(BaseModel):
     tested_columns: int | None
     drifted_columns: int | None
     message: str | None
+    quality: QualityRead | None = Field(
+        default=None, description="model quality, when the monitor has labels"
+    )
     has_report: bool
     created_at: datetime
     started_at: datetime | None

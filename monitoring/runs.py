@@ -125,7 +125,7 @@ def run_now(session: Session, *, actor: Principal, name: str) -> tuple[Job, Moni
 
 
 def _previous_verdict(session: Session, monitor: Monitor, before: datetime) -> str:
-    """ok or drift: the monitor's verdict on the latest earlier window that was checked."""
+    """ok, drift or degraded: the monitor's verdict on the latest earlier window that was checked."""
     end = session.scalar(
         select(MonitorRun.window_end)
         .where(
@@ -149,7 +149,13 @@ def _window_rows(session: Session, monitor: Monitor, end: datetime) -> list[Moni
 
 
 def _verdict(session: Session, monitor: Monitor, end: datetime) -> str:
-    return "drift" if any(r.status == "drift" for r in _window_rows(session, monitor, end)) else "ok"
+    return window_verdict(_window_rows(session, monitor, end))
+
+
+def window_verdict(rows: list[MonitorRun]) -> str:
+    """drift when any row drifted, else degraded when any row's model quality breached, else ok."""
+    statuses = {r.status for r in rows}
+    return "drift" if "drift" in statuses else "degraded" if "degraded" in statuses else "ok"
 
 
 def _drifted_columns(session: Session, runs: list[MonitorRun]) -> list[str]:
@@ -163,6 +169,11 @@ def _drifted_columns(session: Session, runs: list[MonitorRun]) -> list[str]:
             )
         )
     )
+
+
+def _breaches(rows: list[MonitorRun]) -> dict[str, list[str]]:
+    """Per run row (group key) the quality metrics past their max_drop."""
+    return {r.group_key: r.quality["breached"] for r in rows if r.quality and r.quality.get("breached")}
 
 
 def _record_evidence(session: Session, monitor: Monitor, run: MonitorRun, rows: list[MonitorRun]) -> None:
@@ -192,22 +203,20 @@ def _record_evidence(session: Session, monitor: Monitor, run: MonitorRun, rows: 
 
 
 def _conclude(session: Session, monitor: Monitor, run: MonitorRun) -> None:
-    """The monitor's new status; on a change between ok and drift, the alert; evidence."""
+    """The monitor's new status; on a change between ok, drift and degraded, the alert; evidence."""
     rows = _window_rows(session, monitor, run.window_end)
-    if run.state in ("failed", "no_data"):
-        status = run.state
-    else:
-        status = "drift" if any(r.status == "drift" for r in rows) else "ok"
+    status = run.state if run.state in ("failed", "no_data") else window_verdict(rows)
     now = utcnow()
     if status != monitor.status:
         monitor.status_changed_at = now
     monitor.status = status
     monitor.last_run_at = now
-    if status not in ("ok", "drift"):
+    if status not in ("ok", "drift", "degraded"):
         return
     previous = _previous_verdict(session, monitor, run.window_end)
     if status != previous:
-        alerts.queue(session, monitor, run, previous, status, _drifted_columns(session, rows))
+        columns = _drifted_columns(session, rows)
+        alerts.queue(session, monitor, run, previous, status, columns, _breaches(rows))
     _record_evidence(session, monitor, run, rows)
 
 

@@ -23,6 +23,7 @@ from atoll.auth.policy import Principal
 from atoll.db import utcnow
 from atoll.deployer import endpoints
 from atoll.errors import Conflict, InvalidInput, NotFound
+from atoll.monitoring.labels import attach_labels
 from atoll.monitoring.models import ALL_TRAFFIC, Monitor, MonitorColumnResult, MonitorReference, MonitorRun
 from atoll.monitoring.monitor_schemas import (
     MonitorCreate,
@@ -31,6 +32,7 @@ from atoll.monitoring.monitor_schemas import (
     ReferenceRead,
     WindowReference,
 )
+from atoll.monitoring.quality_schemas import LabelSpec
 from atoll.monitoring.reference import build_profile
 from atoll.monitoring.schemas import DriftSpec
 from atoll.monitoring.windows import load_window
@@ -42,6 +44,10 @@ MAX_REFERENCE_BYTES = 64 * 1024**2
 
 def spec_of(monitor: Monitor) -> DriftSpec:
     return DriftSpec.model_validate(monitor.spec)
+
+
+def labels_of(monitor: Monitor) -> LabelSpec | None:
+    return LabelSpec.model_validate(monitor.labels) if monitor.labels else None
 
 
 def get(session: Session, name: str) -> Monitor:
@@ -79,6 +85,7 @@ def read(session: Session, monitor: Monitor) -> MonitorRead:
         reference_window=monitor.reference_window,
         reference=ReferenceRead.model_validate(reference) if reference else None,
         spec=spec,
+        labels=labels_of(monitor),
         features=spec.names,
         schedule_seconds=monitor.schedule_seconds,
         window_seconds=monitor.window_seconds,
@@ -122,6 +129,7 @@ def create(session: Session, *, actor: Principal, body: MonitorCreate) -> Monito
             {"start": window.start.isoformat(), "end": window.end.isoformat()} if window else None
         ),
         spec=body.spec.model_dump(mode="json"),
+        labels=body.labels.model_dump(mode="json") if body.labels else None,
         schedule_seconds=body.schedule_seconds,
         window_seconds=body.window_seconds,
         enabled=body.enabled,
@@ -132,7 +140,10 @@ def create(session: Session, *, actor: Principal, body: MonitorCreate) -> Monito
     session.add(monitor)
     session.flush()
     if window is not None:
-        frame = load_window(session, endpoint=body.endpoint, start=window.start, end=window.end).features
+        past = load_window(session, endpoint=body.endpoint, start=window.start, end=window.end)
+        if body.labels is not None:  # the reference window carries its labels (target drift, quality)
+            past = attach_labels(session, past, body.labels, start=window.start, end=window.end)
+        frame = past.features
         if frame.empty:
             raise InvalidInput(
                 f"reference: endpoint {body.endpoint!r} logged no successful request with features "
@@ -160,6 +171,8 @@ def update(session: Session, *, actor: Principal, name: str, body: MonitorUpdate
         monitor.webhook_url = body.webhook_url or None
     if body.webhook_secret is not None:
         monitor.webhook_secret = body.webhook_secret.get_secret_value()
+    if "labels" in given:
+        monitor.labels = body.labels.model_dump(mode="json") if body.labels else None
     if body.spec is not None:
         monitor.spec = body.spec.model_dump(mode="json")
         reference = reference_of(session, monitor)

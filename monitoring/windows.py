@@ -5,7 +5,8 @@ columns a run needs, never one ORM object per row. Only successful requests (2xx
 features count. Each row's `features` JSON becomes the feature columns; the sampled row's
 label (`prediction.value`) becomes the column `prediction`. Beside the features, a
 `Window` keeps who served each row: deployment, backend, A/B arm (the deployment, until
-the A/B arms of abtest/ are recorded on inference rows) and model version.
+the A/B arms of abtest/ are recorded on inference rows) and model version, and when and
+for which unit it was served (`ts`, `unit_id`: what labels join on, see labels.py).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ CHUNK_ROWS = 20_000
 #: about 0.4 GB as float64 and takes the engine a few seconds.
 MAX_WINDOW_ROWS = 2_000_000
 GROUP_COLUMNS = ("deployment", "backend", "arm")
+SERVED_COLUMNS = ("model_name", "model_version", "ts", "unit_id")
 
 
 @dataclass(frozen=True)
 class Window:
     features: pd.DataFrame  # one column per feature, plus `prediction` when labels were logged
-    served_by: pd.DataFrame  # same index: deployment, backend, arm, model_name, model_version
+    #: same index: deployment, backend, arm, model_name, model_version, ts, unit_id
+    served_by: pd.DataFrame
     truncated: bool
 
     def __len__(self) -> int:
@@ -76,6 +79,8 @@ def _rows(
         InferenceEvent.model_version,
         InferenceEvent.features,
         InferenceEvent.prediction,
+        InferenceEvent.ts,
+        InferenceEvent.unit_id,
     )
     last_id, read = 0, 0
     while read < max_rows:
@@ -114,7 +119,7 @@ def load_window(
     features: list[dict[str, Any]] = []
     served: list[tuple[Any, ...]] = []
     read = 0
-    for _id, deployment, backend, model_name, model_version, row, prediction in _rows(
+    for _id, deployment, backend, model_name, model_version, row, prediction, ts, unit_id in _rows(
         session, endpoint, start, end, chunk_rows, max_rows
     ):
         read += 1
@@ -123,10 +128,10 @@ def load_window(
         if isinstance(prediction, dict) and "value" in prediction:
             row = {**row, PREDICTION_COLUMN: prediction["value"]}
         features.append(row)
-        served.append((deployment, backend, deployment, model_name, model_version))
+        served.append((deployment, backend, deployment, model_name, model_version, ts, unit_id))
     return Window(
         features=frame_of(features),
-        served_by=pd.DataFrame(served, columns=[*GROUP_COLUMNS, "model_name", "model_version"]),
+        served_by=pd.DataFrame(served, columns=[*GROUP_COLUMNS, *SERVED_COLUMNS]),
         truncated=read >= max_rows,
     )
 

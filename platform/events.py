@@ -23,6 +23,11 @@ from atoll.db import Base, UTCDateTime, unit_of_work, utcnow
 
 log = logging.getLogger(__name__)
 
+#: The header in which the router hands the model server the unit key its split used (from
+#: whichever header or body field the endpoint names); the model server logs it as the
+#: inference row's `unit_id`, where outcome events find their predictions (monitor labels).
+UNIT_HEADER = b"x-atoll-unit"
+
 
 class InferenceEvent(Base):
     __tablename__ = "inference_events"

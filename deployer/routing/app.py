@@ -54,6 +54,7 @@ from atoll.deployer.routing.table import TableCache, load
 from atoll.deployer.routing.units import UnitTooLong, is_idempotent, unit_of
 from atoll.deployer.routing.upstream import Answer, Broken, Refused, TimedOut, Upstream
 from atoll.errors import PROBLEM_JSON, problem_body
+from atoll.events import UNIT_HEADER
 from atoll.settings import Settings
 
 log = logging.getLogger("atoll.router")
@@ -289,7 +290,7 @@ class RouterApp:
         response: Answer | None = None
         while route is not None:
             try:
-                response = await self._forward(scope, route, rest, body, request_id)
+                response = await self._forward(scope, route, rest, body, request_id, unit)
                 break
             except Refused as exc:  # never reached a server: another try is safe for any call
                 self.metrics.errors.labels(name, route.deployment, "connect").inc()
@@ -364,14 +365,23 @@ class RouterApp:
         tried = [r.deployment for r, _ in gone]
         await _problem(send, 503, "Service unavailable", detail, request_id, endpoint=name, tried=tried)
 
-    async def _forward(self, scope: Scope, route: Route, rest: str, body: bytes, request_id: str) -> Answer:
+    async def _forward(
+        self, scope: Scope, route: Route, rest: str, body: bytes, request_id: str, unit: str | None
+    ) -> Answer:
+        """The request to `route`, with the request id and the unit key the split used
+        (`X-Atoll-Unit`, whichever header or body field it came from: the model server logs it
+        on the inference row, where outcome events find their predictions)."""
         assert route.address is not None
         query = scope.get("query_string", b"")
         target = f"/{rest}" + (f"?{query.decode('latin-1')}" if query else "")
         headers = [
-            (k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP and k != b"x-request-id"
+            (k, v)
+            for k, v in scope["headers"]
+            if k.lower() not in HOP_BY_HOP and k not in (b"x-request-id", UNIT_HEADER)
         ]
         headers.append((b"x-request-id", request_id.encode()))
+        if unit is not None and unit.isprintable():  # a control character cannot travel in a header
+            headers.append((UNIT_HEADER, unit.encode()))
         return await self.upstream.request(route.address, scope["method"], target, headers, body)
 
 

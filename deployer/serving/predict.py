@@ -31,6 +31,7 @@ from atoll.deployer.serving.runtime import LoadedModel
 from atoll.deployer.serving.scoring import parse_mlflow, render_mlflow
 from atoll.deployer.serving.state import ModelServer
 from atoll.errors import PROBLEM_JSON
+from atoll.events import UNIT_HEADER
 
 log = logging.getLogger("atoll.serve")
 
@@ -38,7 +39,10 @@ Parse = Callable[[Any, Signature, int, "bytes | None"], npt.NDArray[Any]]
 Outputs = dict[str, npt.NDArray[Any]]
 _JSON = b"application/json"
 _OIP_PREFIX, _OIP_SUFFIX = "/v2/models/", "/infer"
-_WANTED_HEADERS = frozenset({b"content-length", b"x-request-id", b"inference-header-content-length"})
+_WANTED_HEADERS = frozenset(
+    {b"content-length", b"x-request-id", b"inference-header-content-length", UNIT_HEADER}
+)
+MAX_UNIT_CHARS = 128  # the inference log's unit_id column
 _CLIENT_GONE = 499  # nginx's "client closed request": logged, never sent
 
 
@@ -147,13 +151,16 @@ class PredictionApp:
                 await send({"type": "http.response.body", "body": answer.body})
         finally:
             metrics.in_flight -= 1
-            self._log(route, answer, request_id, time.perf_counter() - started)
+            self._log(route, answer, request_id, time.perf_counter() - started, headers.get(UNIT_HEADER))
 
-    def _log(self, route: PredictionRoute, answer: _Answer, request_id: str, seconds: float) -> None:
+    def _log(
+        self, route: PredictionRoute, answer: _Answer, request_id: str, seconds: float, unit: bytes | None
+    ) -> None:
         self.server.metrics.observe(route.route, answer.status, seconds)
         model = self.server.model
         self.server.events.record(
             request_id=request_id,
+            unit_id=_unit_id(unit),
             status=answer.status,
             latency_ms=seconds * 1000.0,
             rows=answer.rows,
@@ -225,6 +232,13 @@ class PredictionApp:
             metrics.error(route.route, "internal")
             detail = f"the prediction failed; quote request id {request_id} when reporting it"
             return _problem_answer(Problem(500, "Internal error", detail), request_id)
+
+
+def _unit_id(header: bytes | None) -> str | None:
+    """The logged unit id from `X-Atoll-Unit` (cut to the column's 128 characters)."""
+    if not header:
+        return None
+    return header.decode("utf-8", "replace").strip()[:MAX_UNIT_CHARS] or None
 
 
 def _problem_answer(problem: Problem, request_id: str) -> _Answer:

@@ -5,6 +5,9 @@ Event log: one `inference_events` row per request, written by `atoll.events.Batc
 counts them, never slowing or failing a prediction). What a row holds:
 
 - endpoint, deployment, model name/version, backend, request id, latency (ms), status;
+- `unit_id`: the unit key the router used for the request (`X-Atoll-Unit`, which the router
+  sets from the endpoint's unit header or body field; a direct caller may send it too), so
+  outcome events can label the prediction (monitoring/labels.py);
 - `features`: one row of the request as `{column: value}` (columns `f0..` when the build
   has no names). A one-row request, the common case, is logged whole; of a multi-row
   request one row is sampled uniformly at random, so drift statistics over the log stay
@@ -220,6 +223,7 @@ class EventLog:
         request_id: str,
         status: int,
         latency_ms: float,
+        unit_id: str | None = None,
         rows: npt.NDArray[Any] | None = None,
         outputs: dict[str, npt.NDArray[Any]] | None = None,
         label_output: str | None = None,
@@ -229,6 +233,7 @@ class EventLog:
             **self._base,
             "ts": utcnow(),
             "request_id": request_id,
+            "unit_id": unit_id,
             "latency_ms": latency_ms,
             "status": status,
             "features": None,

@@ -3,7 +3,8 @@
 `create` reads a YAML or JSON file with the fields of `POST /api/v1/monitors`, plus an
 optional `reference_file` (CSV or Parquet, relative to the file) that is uploaded right
 after. Exit codes as elsewhere (2 invalid input, 3 not allowed, 4 not found, 5 conflict,
-6 unreachable); `run --wait` exits 1 when the run failed or found drift, so CI can gate on it.
+6 unreachable); `run --wait` exits 1 when the run failed, found drift or found model quality
+below the reference by more than the label spec allows (`degraded`), so CI can gate on it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ FINAL = {"succeeded", "no_data", "failed"}
 STATUS_STYLE = {
     "ok": "[green]ok[/]",
     "drift": "[red]drift[/]",
+    "degraded": "[yellow]degraded[/]",
     "failed": "[red]failed[/]",
     "no_data": "no data",
 }
@@ -113,7 +115,7 @@ def run(
         emit_json(result)
     else:
         _print_run(result)
-    if result["state"] == "failed" or result.get("status") == "drift":
+    if result["state"] == "failed" or result.get("status") in ("drift", "degraded"):
         raise typer.Exit(1)
 
 
@@ -126,6 +128,25 @@ def _print_run(run: dict[str, Any]) -> None:
     drifted = [c["column"] for c in run.get("columns", []) if c.get("drifted")]
     if drifted:
         console.print(f"  drifted columns: {', '.join(drifted)}")
+    if run.get("quality"):
+        console.print(f"  model quality: {quality_summary(run['quality'])}", highlight=False)
+
+
+def quality_summary(quality: dict[str, Any] | None) -> str:
+    """One line of a run row's model quality: status, coverage, then each metric vs the reference."""
+    if not quality:
+        return "—"
+    coverage = "" if quality.get("coverage") is None else f", {quality['coverage']:.0%} labelled"
+    head = f"{quality['status']} ({quality['labelled']} labels{coverage})"
+    reference = quality.get("reference") or {}
+    parts = [
+        f"{name} {value:.3g}" + (f" (ref {reference[name]:.3g})" if reference.get(name) is not None else "")
+        for name, value in quality.get("current", {}).items()
+        if value is not None
+    ]
+    if quality.get("breached"):
+        head += f"; breached: {', '.join(quality['breached'])}"
+    return head + (": " + ", ".join(parts) if parts else "")
 
 
 @monitor_app.command("status")
@@ -143,6 +164,13 @@ def status(name: Annotated[str, typer.Argument(help="Monitor name")], as_json: J
         f" (every {monitor['schedule_seconds']} s over {monitor['window_seconds']} s"
         f"{'' if monitor['enabled'] else ', disabled'})"
     )
+    labels = monitor.get("labels")
+    if labels:
+        console.print(
+            f"labels: outcome metric {labels['metric']} as {labels['column']} ({labels['task']}, "
+            f"within {labels['attribution_seconds']} s)",
+            highlight=False,
+        )
     table(
         latest["items"],
         [
@@ -153,6 +181,7 @@ def status(name: Annotated[str, typer.Argument(help="Monitor name")], as_json: J
             ("status", lambda r: r["status"] or "—"),
             ("rows", "rows"),
             ("share", lambda r: "—" if r["drift_share"] is None else f"{r['drift_share']:.0%}"),
+            ("quality", lambda r: quality_summary(r.get("quality"))),
         ],
     )
 

@@ -384,7 +384,12 @@ def test_inference_events_are_written_in_batches(
     async def burst() -> list[int]:
         async with httpx.AsyncClient(base_url=served.url) as client:
             responses = await asyncio.gather(
-                *(client.post("/invocations", json={"instances": [row]}) for row in data[:30])
+                *(
+                    client.post(
+                        "/invocations", json={"instances": [row]}, headers={"X-Atoll-Unit": f"user-{i}"}
+                    )
+                    for i, row in enumerate(data[:30])
+                )
             )
         return [r.status_code for r in responses]
 
@@ -411,6 +416,11 @@ def test_inference_events_are_written_in_batches(
         "cpu",
     )
     assert first.request_id and first.latency_ms is not None and first.latency_ms > 0
+    # the unit the router forwards (X-Atoll-Unit) is logged, where outcome events find it
+    assert first.unit_id == "user-0" and sorted(r.unit_id or "" for r in ok) == sorted(
+        f"user-{i}" for i in range(30)
+    )
+    assert [r.unit_id for r in rows if r.status == 422] == [None]
     assert first.features is not None and list(first.features) == COLUMNS
     assert first.prediction == {
         "rows": 1,

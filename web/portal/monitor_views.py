@@ -20,7 +20,7 @@ from atoll.errors import AtollError, Forbidden
 from atoll.monitoring import health, runs, service
 from atoll.monitoring.models import ALL_TRAFFIC, Monitor, MonitorRun
 from atoll.web.deps import SessionDep
-from atoll.web.portal import drift_charts
+from atoll.web.portal import drift_charts, quality_charts
 from atoll.web.portal.render import render
 from atoll.web.portal.views import Viewer, Writer
 
@@ -66,6 +66,8 @@ def monitor_page(request: Request, name: str, principal: Viewer, session: Sessio
     ]
     latest, groups = _latest(session, monitor)
     columns = runs.columns_of(session, latest) if latest else []
+    labels = service.labels_of(monitor)
+    slices = [latest, *groups] if latest and labels else []
     end = utcnow()
     return render(
         request,
@@ -80,6 +82,10 @@ def monitor_page(request: Request, name: str, principal: Viewer, session: Sessio
         groups=groups,
         columns=[(c, drift_charts.histogram_bars(c.histogram)) for c in columns],
         recent=recent[:15],
+        labels=labels,
+        quality=[(r, quality_charts.table_rows(r.quality, labels)) for r in slices if labels],
+        quality_timeline=quality_charts.timeline(recent, labels) if labels else None,
+        headline=quality_charts.HEADLINE[labels.task] if labels else None,
         health=health.serving_health(
             session,
             endpoint=monitor.endpoint,

@@ -93,6 +93,29 @@ def answering(name: str) -> Handler:
     return handler
 
 
+async def echoing_unit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with every `x-atoll-unit` header the request carried (what the model server logs)."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            length = next(
+                (int(h.split(b":")[1]) for h in lines if h.lower().startswith(b"content-length")), 0
+            )
+            await reader.readexactly(length)
+            units = [
+                h.split(b":", 1)[1].strip().decode() for h in lines if h.lower().startswith(b"x-atoll-unit:")
+            ]
+            body = orjson.dumps({"units": units})
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
 async def breaking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Takes the request, then the process 'dies': the connection closes with no answer."""
     await reader.readuntil(b"\r\n\r\n")
@@ -138,6 +161,28 @@ async def router(
 
 def metric(app: RouterApp, name: str, **labels: str) -> float:
     return app.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+class TestForwardedUnit:
+    def test_the_model_server_gets_the_unit_the_split_used_in_x_atoll_unit_once(self) -> None:
+        async def body() -> None:
+            async with servers(one=echoing_unit) as at:
+                by_field = table({"one": (100, at["one"])}, unit_field="user.id")
+                async with router(lambda: by_field) as (_, client):
+                    answer = await client.post(f"/endpoints/scoring{INFER}", json={"user": {"id": 7}})
+                    assert answer.json() == {"units": ["7"]}
+                    anonymous = await client.post(f"/endpoints/scoring{INFER}", json={})
+                    assert anonymous.json() == {"units": []}
+                by_header = table({"one": (100, at["one"])}, unit_header=b"x-session")
+                async with router(lambda: by_header) as (_, client):
+                    answer = await client.post(
+                        f"/endpoints/scoring{INFER}",
+                        headers={"x-session": "s-1", "x-atoll-unit": "not-the-split-unit"},
+                        json={},
+                    )
+                    assert answer.json() == {"units": ["s-1"]}
+
+        asyncio.run(body())
 
 
 class TestStickyChoice:

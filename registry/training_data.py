@@ -34,9 +34,10 @@ TRAINING_CONTEXT = "training"
 MLFLOW_SCHEMES = frozenset({"runs", "models", "mlflow-artifacts"})
 OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "wasbs", "abfss", "hdfs"})
 HOW_TO_SET = (
-    f"register the version with `atoll models register ... --training-data runs:/<run>/data/train.parquet` "
-    f"(or a path in its run, e.g. data/train.parquet), tag an existing version "
-    f"`{LINEAGE_TAG_PREFIX}{TRAINING_DATA_KEY}=<uri>`, or log the data in the training run with "
+    "register the version with `atoll models register ... --training-data runs:/<run>/data/train.parquet` "
+    "(or a path in its run, e.g. data/train.parquet); on an existing version set the tag "
+    f"`{LINEAGE_TAG_PREFIX}{TRAINING_DATA_KEY}` (PATCH /api/v1/models/<name>/versions/<n>, or in MLflow); "
+    "or log the data in the training run with "
     f'`mlflow.log_input(mlflow.data.from_pandas(df, source="s3://…"), context="{TRAINING_CONTEXT}")`'
 )
 

@@ -218,8 +218,10 @@ class TestFromLineage:
         first = training.log_run(training_frame(1200, seed=1))
         second = training.log_run(training_frame(900, seed=2))
         v1 = training.register(first, training_data=f"runs:/{first}/data/train.parquet")
-        mlflow = MlflowRegistry(training.mlflow_uri)
-        artifact_uri = f"{mlflow._client.get_run(second).info.artifact_uri}/data/train.parquet"
+        from mlflow import MlflowClient
+
+        run_artifacts = MlflowClient(training.mlflow_uri).get_run(second).info.artifact_uri
+        artifact_uri = f"{run_artifacts}/data/train.parquet"
         assert artifact_uri.startswith("mlflow-artifacts:/")
         v2 = training.register(second, training_data=artifact_uri)
         training.serve({v1: 90, v2: 10})  # v2 is the canary: v1 is stable
@@ -268,6 +270,14 @@ class TestFromLineage:
             assert human.exit_code == 0, human.output
             assert f"900 rows, training data of {training.model} v{v2}" in human.stdout
             assert runner.invoke(cli, [*args, "--model", training.model]).exit_code == 2
+            monitor_file = training.datasets.parent / "monitor.yaml"
+            monitor_file.write_text(
+                "name: cli-drift\nendpoint: scoring\nreference: {source: training_data}\n"
+                "spec:\n  columns:\n    - {name: x, kind: numeric}\n"
+            )
+            created = runner.invoke(cli, ["monitor", "create", str(monitor_file)])
+            assert created.exit_code == 0, created.output
+            assert f"reference 900 rows, training data of {training.model} v{v2}" in created.stdout
         finally:
             next(served, None)
 

@@ -40,7 +40,8 @@ from atoll.monitoring.windows import load_window
 from atoll.registry.training_data import TrainingDataAccess
 
 PARQUET_MAGIC = b"PAR1"
-#: Largest reference upload; the API route refuses a bigger body with 413 before reading it.
+#: Largest reference set read: the upload route refuses a bigger body with 413 before reading
+#: it; a version's training data over it is refused before it is downloaded (422).
 MAX_REFERENCE_BYTES = 64 * 1024**2
 
 

@@ -190,7 +190,10 @@ def fetch(access: TrainingDataAccess, *, model_name: str, version: int, max_byte
             raise InvalidInput(f"{what}: lineage {TRAINING_DATA_KEY} = {declared!r}: {exc.detail}") from None
         found_in = "lineage"
     else:
-        datasets = registry.run_datasets(found.run_id) if found.run_id else []
+        try:
+            datasets = registry.run_datasets(found.run_id) if found.run_id else []
+        except NotFound:
+            raise InvalidInput(f"{what}: its run {found.run_id} is no longer in MLflow") from None
         picked, skipped = pick_dataset(datasets, local_roots=access.local_roots)
         if picked is None:
             run = f"its run {found.run_id}" if found.run_id else "it has no run, so"

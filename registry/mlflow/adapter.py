@@ -7,6 +7,7 @@ server is `Unavailable` naming the URI, so no caller needs to know MLflow's exce
 from __future__ import annotations
 
 import json
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -433,19 +434,27 @@ class MlflowRegistry:
         after the download instead)."""
         from mlflow.artifacts import list_artifacts
 
-        parent, _, name = artifact_uri.rstrip("/").rpartition("/")
-        if artifact_uri.startswith("models:/") or not name or parent.endswith(":"):
+        if artifact_uri.startswith("models:/"):
             return
-        try:
-            listed = self._call(
-                f"list {parent}", lambda: list_artifacts(artifact_uri=parent, tracking_uri=self.uri)
-            )
-        except (InvalidInput, ImportError):
-            return  # a store MLflow cannot list from here: the download decides
+        if artifact_uri.startswith("runs:/"):  # MLflow cannot list `runs:/<run>` itself: by run id
+            run_id, _, path = artifact_uri.removeprefix("runs:/").partition("/")
+            parent, name = posixpath.split(path.strip("/"))
+            if not name:
+                raise InvalidInput(f"{artifact_uri} names a whole run; name one CSV or Parquet file in it")
+            where = f"runs:/{run_id}/{parent}".rstrip("/")
+            listed = self._call(f"list {where}", lambda: self._client.list_artifacts(run_id, parent or None))
+        else:
+            where, _, name = artifact_uri.rstrip("/").rpartition("/")
+            try:
+                listed = self._call(
+                    f"list {where}", lambda: list_artifacts(artifact_uri=where, tracking_uri=self.uri)
+                )
+            except (InvalidInput, Unavailable, ImportError):
+                return  # a store MLflow cannot list from here: the download decides
         entry = next((f for f in listed if PurePosixPath(f.path).name == name), None)
         if entry is None:
             held = ", ".join(sorted(PurePosixPath(f.path).name for f in listed)[:10]) or "nothing"
-            raise NotFound(f"no artifact {name!r} at {parent} (it holds: {held})")
+            raise NotFound(f"no artifact {name!r} at {where} (it holds: {held})")
         if entry.is_dir:
             raise InvalidInput(f"{artifact_uri} is a folder; name one CSV or Parquet file in it")
         if entry.file_size is not None and entry.file_size > max_bytes:

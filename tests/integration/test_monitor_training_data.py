@@ -315,12 +315,15 @@ class TestRefusals:
         )
 
     def test_spec_columns_missing_from_the_artifact_are_listed(self, training: Training) -> None:
-        version = training.register(
-            training.log_run(training_frame(100).drop(columns=["y"])), training_data="data/train.parquet"
-        )
+        run_id = training.log_run(training_frame(100).drop(columns=["y"]))
+        version = training.register(run_id, training_data="data/train.parquet")
         response = training.create(model=training.model, version=version)
         assert response.status_code == 422
         assert "lacks the spec's columns ['y']" in response.json()["detail"]
+        folder = training.register(run_id, training_data="data")
+        response = training.create(model=training.model, version=folder)
+        assert response.status_code == 422
+        assert f"runs:/{run_id}/data is a folder; name one CSV or Parquet file" in response.json()["detail"]
 
     def test_no_stable_deployment_and_an_oversized_artifact(
         self, training: Training, monkeypatch: pytest.MonkeyPatch

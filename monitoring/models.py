@@ -34,8 +34,11 @@ class Monitor(Base):
     endpoint: Mapped[str] = mapped_column(String(63), index=True)
     description: Mapped[str] = mapped_column(Text, default="")
     split_by: Mapped[list[str]] = mapped_column(JSON, default=list)  # of deployment, backend, arm
-    reference_source: Mapped[str] = mapped_column(String(16))  # upload | window
+    reference_source: Mapped[str] = mapped_column(String(16))  # upload | window | training_data
     reference_window: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"start": iso, "end": iso}
+    #: The model version whose training data is the reference (source training_data).
+    reference_model: Mapped[str | None] = mapped_column(String(256))
+    reference_version: Mapped[int | None]
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # a DriftSpec
     labels: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a LabelSpec (migration 0010)
     schedule_seconds: Mapped[int]

@@ -43,7 +43,31 @@ class WindowReference(BaseModel):
         return self
 
 
-ReferenceChoice = Annotated[UploadedReference | WindowReference, Field(discriminator="source")]
+class TrainingDataVersion(BaseModel):
+    """A model version whose training data becomes the reference; both or neither given.
+    Neither: the version the endpoint's stable deployment serves now (its largest weight)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, min_length=1, max_length=256, examples=["fraud"])
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.model is None) != (self.version is None):
+            raise ValueError("give model and version together, or neither (the endpoint's stable version)")
+        return self
+
+
+class TrainingDataReference(TrainingDataVersion):
+    """The training data of a model version, from MLflow (lineage `training_data`, else the
+    run's training dataset input)."""
+
+    source: Literal["training_data"]
+
+
+ReferenceChoice = Annotated[
+    UploadedReference | WindowReference | TrainingDataReference, Field(discriminator="source")
+]
 
 
 def _webhook_url(value: str | None) -> str | None:
@@ -133,6 +157,8 @@ class MonitorRead(BaseModel):
     split_by: list[str]
     reference_source: str
     reference_window: dict[str, str] | None
+    reference_model: str | None = Field(description="source training_data: the version it came from")
+    reference_version: int | None
     reference: ReferenceRead | None
     spec: DriftSpec
     labels: LabelSpec | None = None

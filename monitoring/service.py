@@ -23,6 +23,7 @@ from atoll.auth.policy import Principal
 from atoll.db import utcnow
 from atoll.deployer import endpoints
 from atoll.errors import Conflict, InvalidInput, NotFound
+from atoll.monitoring import training_reference
 from atoll.monitoring.labels import attach_labels
 from atoll.monitoring.models import ALL_TRAFFIC, Monitor, MonitorColumnResult, MonitorReference, MonitorRun
 from atoll.monitoring.monitor_schemas import (
@@ -30,15 +31,19 @@ from atoll.monitoring.monitor_schemas import (
     MonitorRead,
     MonitorUpdate,
     ReferenceRead,
+    TrainingDataReference,
+    TrainingDataVersion,
     WindowReference,
 )
 from atoll.monitoring.quality_schemas import LabelSpec
 from atoll.monitoring.reference import build_profile
 from atoll.monitoring.schemas import DriftSpec
 from atoll.monitoring.windows import load_window
+from atoll.registry.training_data import TrainingDataAccess
 
 PARQUET_MAGIC = b"PAR1"
-#: Largest reference upload; the API route refuses a bigger body with 413 before reading it.
+#: Largest reference set read: the upload route refuses a bigger body with 413 before reading
+#: it; a version's training data over it is refused before it is downloaded (422).
 MAX_REFERENCE_BYTES = 64 * 1024**2
 
 
@@ -83,6 +88,8 @@ def read(session: Session, monitor: Monitor) -> MonitorRead:
         split_by=monitor.split_by,
         reference_source=monitor.reference_source,
         reference_window=monitor.reference_window,
+        reference_model=monitor.reference_model,
+        reference_version=monitor.reference_version,
         reference=ReferenceRead.model_validate(reference) if reference else None,
         spec=spec,
         labels=labels_of(monitor),
@@ -111,7 +118,10 @@ def _public(body: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def create(session: Session, *, actor: Principal, body: MonitorCreate) -> Monitor:
+def create(
+    session: Session, *, actor: Principal, body: MonitorCreate, training: TrainingDataAccess | None = None
+) -> Monitor:
+    """A monitor; a `window` or `training_data` reference is built now (`training` reaches MLflow)."""
     if session.scalar(select(Monitor.id).where(Monitor.name == body.name)) is not None:
         raise Conflict(f"a monitor named {body.name!r} exists; pick another name or change that one")
     try:
@@ -150,6 +160,8 @@ def create(session: Session, *, actor: Principal, body: MonitorCreate) -> Monito
                 f"between {window.start.isoformat()} and {window.end.isoformat()}"
             )
         _store_reference(session, monitor, frame, source="window", filename=None, actor=actor)
+    if isinstance(body.reference, TrainingDataReference):
+        _use_training_data(session, monitor, body.reference, training=training, actor=actor)
     audit.record(
         session,
         actor=actor,
@@ -236,6 +248,7 @@ def set_reference(
     reference = _store_reference(session, monitor, frame, source="upload", filename=filename, actor=actor)
     monitor.reference_source = "upload"
     monitor.reference_window = None
+    monitor.reference_model = monitor.reference_version = None
     monitor.updated_at = utcnow()
     audit.record(
         session,
@@ -244,6 +257,57 @@ def set_reference(
         target_type="monitor",
         target_id=monitor.name,
         summary={"filename": filename, "rows": reference.rows, "columns": reference.columns},
+    )
+    return reference
+
+
+def _use_training_data(
+    session: Session,
+    monitor: Monitor,
+    choice: TrainingDataVersion,
+    *,
+    training: TrainingDataAccess | None,
+    actor: Principal,
+) -> MonitorReference:
+    found = training_reference.fetch(
+        session, training, endpoint=monitor.endpoint, choice=choice, max_bytes=MAX_REFERENCE_BYTES
+    )
+    uri = training_reference.shown_uri(found.uri)
+    frame = read_table(io.BytesIO(found.content), uri)
+    reference = _store_reference(session, monitor, frame, source="training_data", filename=uri, actor=actor)
+    monitor.reference_source = "training_data"
+    monitor.reference_window = None
+    monitor.reference_model, monitor.reference_version = found.model_name, found.version
+    return reference
+
+
+def set_training_reference(
+    session: Session,
+    *,
+    actor: Principal,
+    name: str,
+    choice: TrainingDataVersion,
+    training: TrainingDataAccess | None,
+) -> MonitorReference:
+    """Replace the reference with a version's training data (default: the endpoint's stable
+    version now, e.g. after a promotion)."""
+    monitor = get(session, name)
+    reference = _use_training_data(session, monitor, choice, training=training, actor=actor)
+    monitor.updated_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        action="monitor.reference",
+        target_type="monitor",
+        target_id=monitor.name,
+        summary={
+            "source": "training_data",
+            "model": monitor.reference_model,
+            "version": monitor.reference_version,
+            "uri": reference.filename,
+            "rows": reference.rows,
+            "columns": reference.columns,
+        },
     )
     return reference
 

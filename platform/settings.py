@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=16 * 1024**2, ge=1024, le=1024**3, description="Largest request body (uploads: their own)."
     )
+    training_data_roots: list[Path] = Field(
+        default_factory=list,
+        description="Local folders training data may be read from (else only MLflow, object storage).",
+    )
     kubeconfig: Path | None = Field(
         default=None, description="kubeconfig of the kubernetes target; unset: in-cluster, else ~/.kube."
     )

@@ -1,10 +1,14 @@
-"""Drift monitor commands: `atoll monitor create FILE | run NAME [--wait] | status NAME | list`.
+"""Drift monitor commands: `atoll monitor create FILE | reference NAME | run NAME [--wait] |
+status NAME | list`.
 
 `create` reads a YAML or JSON file with the fields of `POST /api/v1/monitors`, plus an
 optional `reference_file` (CSV or Parquet, relative to the file) that is uploaded right
-after. Exit codes as elsewhere (2 invalid input, 3 not allowed, 4 not found, 5 conflict,
-6 unreachable); `run --wait` exits 1 when the run failed, found drift or found model quality
-below the reference by more than the label spec allows (`degraded`), so CI can gate on it.
+after; `reference: {source: training_data}` in the file takes the served version's training
+data from MLflow instead. `reference NAME` replaces the reference later (a file, or
+`--training-data`, e.g. after a promotion). Exit codes as elsewhere (2 invalid input, 3 not
+allowed, 4 not found, 5 conflict, 6 unreachable); `run --wait` exits 1 when the run failed,
+found drift or found model quality below the reference by more than the label spec allows
+(`degraded`), so CI can gate on it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ from typing import Annotated, Any
 
 import typer
 
-from atoll.cli.output import call_api, client, console, emit_json, fail, table
+from atoll.cli.output import JsonFlag, call_api, client, console, emit_json, fail, table
 
-monitor_app = typer.Typer(help="Drift monitors: create, run, status, list.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+monitor_app = typer.Typer(help="Drift monitors: create, reference, run, status, list.", no_args_is_help=True)
 FINAL = {"succeeded", "no_data", "failed"}
 STATUS_STYLE = {
     "ok": "[green]ok[/]",
@@ -73,10 +76,52 @@ def create(
     if as_json:
         emit_json(created)
         return
-    rows = created["reference"]["rows"] if created.get("reference") else "none yet"
-    console.print(
-        f"monitor [bold]{created['name']}[/] on endpoint {created['endpoint']}: reference rows {rows}"
-    )
+    if created.get("reference"):
+        console.print(_reference_line(created, created["reference"]), highlight=False)
+    else:
+        console.print(f"monitor [bold]{created['name']}[/] on {created['endpoint']}: no reference yet")
+
+
+def _reference_line(monitor: dict[str, Any], reference: dict[str, Any]) -> str:
+    origin = reference["source"]
+    if origin == "training_data":
+        origin = f"training data of {monitor['reference_model']} v{monitor['reference_version']}"
+    where = f" ({reference['filename']})" if reference.get("filename") else ""
+    return f"monitor [bold]{monitor['name']}[/]: reference {reference['rows']} rows, {origin}{where}"
+
+
+@monitor_app.command("reference")
+def reference(
+    name: Annotated[str, typer.Argument(help="Monitor name")],
+    training_data: Annotated[
+        bool, typer.Option("--training-data", help="A model version's training data, from MLflow")
+    ] = False,
+    model: Annotated[str | None, typer.Option(help="With --training-data: the model")] = None,
+    version: Annotated[int | None, typer.Option(help="With --training-data: its version")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="A CSV or Parquet file to upload")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace the reference set: upload --file, or --training-data of a version (default: the
+    version the endpoint's stable deployment serves now)."""
+    if training_data == (file is not None):
+        fail("give exactly one of --training-data or --file", 2)
+    if (model is None) != (version is None) or (file is not None and model is not None):
+        fail("--model and --version go together, with --training-data", 2)
+    api = client()
+    if file is not None:
+        if not file.is_file():
+            fail(f"{file} does not exist", 2)
+        loaded = call_api(lambda: api.upload(f"/api/v1/monitors/{name}/reference", file, {}), as_json=as_json)
+    else:
+        body = {"model": model, "version": version} if model is not None else {}
+        loaded = call_api(
+            lambda: api.post(f"/api/v1/monitors/{name}/reference/training-data", body), as_json=as_json
+        )
+    monitor = call_api(lambda: api.get(f"/api/v1/monitors/{name}"), as_json=as_json)
+    if as_json:
+        emit_json(monitor)
+        return
+    console.print(_reference_line(monitor, loaded), highlight=False)
 
 
 def _wait(name: str, run_id: int, timeout: float) -> dict[str, Any]:

@@ -7,11 +7,12 @@ server is `Unavailable` naming the URI, so no caller needs to know MLflow's exce
 from __future__ import annotations
 
 import json
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from atoll.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -30,6 +31,16 @@ class MlflowModel:
     aliases: dict[str, str]  # alias -> version
     created_ms: int
     updated_ms: int
+
+
+@dataclass(frozen=True)
+class LoggedDataset:
+    """A dataset input of a run (`mlflow.log_input`): its source as MLflow stored it."""
+
+    name: str
+    context: str | None  # the `mlflow.data.context` input tag: training, eval, ...
+    source_type: str  # local, s3, http, code, ...
+    source: str  # JSON, e.g. {"uri": "s3://bucket/train.parquet"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,13 @@ def _version(v: Any) -> MlflowVersion:
         aliases=list(v.aliases or []),
         created_ms=int(v.creation_timestamp or 0),
         updated_ms=int(v.last_updated_timestamp or 0),
+    )
+
+
+def _too_large(uri: str, size: int, max_bytes: int) -> str:
+    return (
+        f"{uri} is {size:,} bytes; at most {max_bytes:,} are read: log a sample of it (e.g. 100,000 "
+        "rows) as its own artifact and point at that"
     )
 
 
@@ -357,6 +375,90 @@ class MlflowRegistry:
             f"list artifacts of run {run_id}", lambda: self._client.list_artifacts(run_id, path)
         )
         return [f.path for f in found]
+
+    def run_datasets(self, run_id: str) -> list[LoggedDataset]:
+        """The dataset inputs a run logged, in MLflow's order."""
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        run = self._call(f"read run {run_id}", lambda: self._client.get_run(run_id))
+        inputs = run.inputs.dataset_inputs if run.inputs is not None else []
+        return [
+            LoggedDataset(
+                name=str(found.dataset.name),
+                context=next((t.value for t in found.tags if t.key == MLFLOW_DATASET_CONTEXT), None),
+                source_type=str(found.dataset.source_type),
+                source=str(found.dataset.source),
+            )
+            for found in inputs
+        ]
+
+    def fetch_file(self, artifact_uri: str, *, max_bytes: int) -> bytes:
+        """One artifact file's bytes (`runs:/…`, `models:/…`, `mlflow-artifacts:/…`, `s3://…`).
+
+        Refuses a folder or a file over `max_bytes` with `InvalidInput`: the size is checked in
+        the parent's listing before downloading where MLflow can list it, and again on disk
+        after, so a large artifact never reaches memory.
+        """
+        from mlflow.artifacts import download_artifacts
+
+        self._check_listed_size(artifact_uri, max_bytes)
+        with tempfile.TemporaryDirectory(prefix="atoll-fetch-") as work:
+            try:
+                local = Path(
+                    self._call(
+                        f"download {artifact_uri}",
+                        lambda: download_artifacts(
+                            artifact_uri=artifact_uri,
+                            dst_path=work,
+                            tracking_uri=self.uri,
+                            registry_uri=self.uri,
+                        ),
+                    )
+                )
+            except ImportError as exc:  # e.g. s3:// without boto3 on this server
+                raise Unavailable(f"cannot fetch {artifact_uri} here: {exc}") from None
+            if local.is_dir():
+                names = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+                raise InvalidInput(
+                    f"{artifact_uri} is a folder ({', '.join(names[:10]) or 'empty'}); name one CSV or "
+                    "Parquet file in it"
+                )
+            size = local.stat().st_size
+            if size > max_bytes:
+                raise InvalidInput(_too_large(artifact_uri, size, max_bytes))
+            return local.read_bytes()
+
+    def _check_listed_size(self, artifact_uri: str, max_bytes: int) -> None:
+        """Before downloading: refuse a folder, a missing file or one over `max_bytes`, when the
+        parent can be listed (`models:/` URIs resolve against the registry and are checked
+        after the download instead)."""
+        from mlflow.artifacts import list_artifacts
+
+        if artifact_uri.startswith("models:/"):
+            return
+        if artifact_uri.startswith("runs:/"):  # MLflow cannot list `runs:/<run>` itself: by run id
+            run_id, _, path = artifact_uri.removeprefix("runs:/").partition("/")
+            parent, name = posixpath.split(path.strip("/"))
+            if not name:
+                raise InvalidInput(f"{artifact_uri} names a whole run; name one CSV or Parquet file in it")
+            where = f"runs:/{run_id}/{parent}".rstrip("/")
+            listed = self._call(f"list {where}", lambda: self._client.list_artifacts(run_id, parent or None))
+        else:
+            where, _, name = artifact_uri.rstrip("/").rpartition("/")
+            try:
+                listed = self._call(
+                    f"list {where}", lambda: list_artifacts(artifact_uri=where, tracking_uri=self.uri)
+                )
+            except (InvalidInput, Unavailable, ImportError):
+                return  # a store MLflow cannot list from here: the download decides
+        entry = next((f for f in listed if PurePosixPath(f.path).name == name), None)
+        if entry is None:
+            held = ", ".join(sorted(PurePosixPath(f.path).name for f in listed)[:10]) or "nothing"
+            raise NotFound(f"no artifact {name!r} at {where} (it holds: {held})")
+        if entry.is_dir:
+            raise InvalidInput(f"{artifact_uri} is a folder; name one CSV or Parquet file in it")
+        if entry.file_size is not None and entry.file_size > max_bytes:
+            raise InvalidInput(_too_large(artifact_uri, int(entry.file_size), max_bytes))
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         run = self._call(f"read run {run_id}", lambda: self._client.get_run(run_id))

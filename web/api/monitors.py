@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, File, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, Body, Depends, File, Path, Query, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
 from atoll.db import utcnow
@@ -26,9 +26,11 @@ from atoll.monitoring.monitor_schemas import (
     RunDetail,
     RunQueued,
     RunRead,
+    TrainingDataVersion,
 )
+from atoll.registry.training_data import TrainingDataAccess
 from atoll.schemas import Page
-from atoll.web.deps import DbId, Deployer, PageDep, Reader, SessionDep, SettingsDep
+from atoll.web.deps import DbId, Deployer, OptionalRegistryDep, PageDep, Reader, SessionDep, SettingsDep
 from atoll.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["monitors"])
@@ -49,6 +51,14 @@ def run_read(run: MonitorRun) -> RunRead:
     return RunRead.model_validate(run)
 
 
+def training_access(registry: OptionalRegistryDep, settings: SettingsDep) -> TrainingDataAccess:
+    """What reading a version's training data needs; MLflow is only called when it is chosen."""
+    return TrainingDataAccess(registry=registry, local_roots=tuple(settings.training_data_roots))
+
+
+TrainingAccessDep = Annotated[TrainingDataAccess, Depends(training_access)]
+
+
 @router.get("/monitors")
 def list_monitors(
     principal: Reader, session: SessionDep, page: PageDep, endpoint: str | None = None
@@ -59,11 +69,15 @@ def list_monitors(
     )
 
 
-@router.post("/monitors", status_code=status.HTTP_201_CREATED, responses=errors(409))
-def create_monitor(body: MonitorCreate, principal: Deployer, session: SessionDep) -> MonitorRead:
+@router.post("/monitors", status_code=status.HTTP_201_CREATED, responses=errors(409, 503))
+def create_monitor(
+    body: MonitorCreate, principal: Deployer, session: SessionDep, training: TrainingAccessDep
+) -> MonitorRead:
     """A monitor on an endpoint. With `reference.source = window` the reference is built now
-    from that past window of the endpoint's log; with `upload`, upload it next."""
-    return service.read(session, service.create(session, actor=principal, body=body))
+    from that past window of the endpoint's log; with `training_data`, from a model version's
+    training data in MLflow (default: the version the endpoint's stable deployment serves);
+    with `upload`, upload it next."""
+    return service.read(session, service.create(session, actor=principal, body=body, training=training))
 
 
 @router.get("/monitors/{name}")
@@ -100,6 +114,25 @@ def upload_reference(
     """Replace the reference set (64 MiB at most; columns beyond the spec's are dropped)."""
     reference = service.set_reference(
         session, actor=principal, name=name, data=file.file, filename=file.filename
+    )
+    return ReferenceRead.model_validate(reference)
+
+
+@router.post(
+    "/monitors/{name}/reference/training-data", status_code=status.HTTP_201_CREATED, responses=errors(503)
+)
+def load_training_reference(
+    name: MonitorNamePath,
+    principal: Deployer,
+    session: SessionDep,
+    training: TrainingAccessDep,
+    body: Annotated[TrainingDataVersion | None, Body()] = None,
+) -> ReferenceRead:
+    """Replace the reference with a model version's training data from MLflow: its lineage
+    `training_data`, else its run's dataset input logged with context `training`. No body:
+    the version the endpoint's stable deployment serves now (reload it after a promotion)."""
+    reference = service.set_training_reference(
+        session, actor=principal, name=name, choice=body or TrainingDataVersion(), training=training
     )
     return ReferenceRead.model_validate(reference)
 

@@ -102,7 +102,13 @@ class MonitorCreate(_MonitorFields):
         json_schema_extra={"uniqueItems": True},
     )
     reference: ReferenceChoice = Field(default_factory=UploadedReference)
-    spec: DriftSpec
+    spec: DriftSpec | None = Field(
+        default=None,
+        description=(
+            "The columns to check; default: every named input of the MLflow signature of the version "
+            "the reference names (training_data) or the endpoint's stable deployment serves, method auto"
+        ),
+    )
     labels: LabelSpec | None = Field(
         default=None, description="Ground truth from outcome events: target drift and model quality"
     )

@@ -22,7 +22,7 @@ from atoll import audit
 from atoll.auth.policy import Principal
 from atoll.db import utcnow
 from atoll.deployer import endpoints
-from atoll.errors import Conflict, InvalidInput, NotFound
+from atoll.errors import Conflict, InvalidInput, NotFound, Unavailable
 from atoll.monitoring import training_reference
 from atoll.monitoring.labels import attach_labels
 from atoll.monitoring.models import ALL_TRAFFIC, Monitor, MonitorColumnResult, MonitorReference, MonitorRun
@@ -38,6 +38,7 @@ from atoll.monitoring.monitor_schemas import (
 from atoll.monitoring.quality_schemas import LabelSpec
 from atoll.monitoring.reference import build_profile
 from atoll.monitoring.schemas import DriftSpec
+from atoll.monitoring.signature_spec import spec_from_signature
 from atoll.monitoring.windows import load_window
 from atoll.registry.training_data import TrainingDataAccess
 
@@ -138,7 +139,7 @@ def create(
         reference_window=(
             {"start": window.start.isoformat(), "end": window.end.isoformat()} if window else None
         ),
-        spec=body.spec.model_dump(mode="json"),
+        spec=(body.spec or _signature_spec(session, body, training)).model_dump(mode="json"),
         labels=body.labels.model_dump(mode="json") if body.labels else None,
         schedule_seconds=body.schedule_seconds,
         window_seconds=body.window_seconds,
@@ -259,6 +260,27 @@ def set_reference(
         summary={"filename": filename, "rows": reference.rows, "columns": reference.columns},
     )
     return reference
+
+
+def _signature_spec(session: Session, body: MonitorCreate, training: TrainingDataAccess | None) -> DriftSpec:
+    """The spec from the signature of the version the reference names, else the stable one's."""
+    choice = body.reference if isinstance(body.reference, TrainingDataReference) else None
+    if choice is not None and choice.model is not None and choice.version is not None:
+        model, version = choice.model, choice.version
+    else:
+        model, version = training_reference.stable_version(session, body.endpoint)
+    if training is None or training.registry is None:
+        raise Unavailable(
+            "MLflow is not configured, so the spec cannot come from the model's signature; "
+            "list spec.columns or set ATOLL_MLFLOW_TRACKING_URI"
+        )
+    try:
+        details = training.registry.details(model, str(version))
+    except NotFound:
+        raise InvalidInput(
+            f"spec: model {model!r} has no version {version} in MLflow", field="spec"
+        ) from None
+    return spec_from_signature(details.inputs, f"{model} v{version}")
 
 
 def _use_training_data(

@@ -52,9 +52,17 @@ class Training:
     datasets: Path
     model: str
 
-    def log_run(self, frame: pd.DataFrame, *, artifact: bool = True, dataset: Path | None = None) -> str:
+    def log_run(
+        self,
+        frame: pd.DataFrame,
+        *,
+        artifact: bool = True,
+        dataset: Path | None = None,
+        signature: bool = False,
+    ) -> str:
         """A training run: the data as `data/train.parquet` and/or a training dataset input
-        whose source is a local file, and the model fitted on it."""
+        whose source is a local file, and the model fitted on it (with `signature`: the
+        monitor's columns as its MLflow signature's inputs)."""
         import mlflow
         from mlflow.data.pandas_dataset import from_pandas
         from sklearn.linear_model import LogisticRegression
@@ -73,7 +81,10 @@ class Training:
                 mlflow.log_input(source, context="training")
                 mlflow.log_input(from_pandas(frame.head(10), name="eval"), context="eval")
             fitted = LogisticRegression().fit(frame[["x"]], frame["label"])
-            mlflow.sklearn.log_model(fitted, name="model", pip_requirements=["scikit-learn"])
+            inputs = mlflow.models.infer_signature(frame[["x", "y", "c"]]) if signature else None
+            mlflow.sklearn.log_model(
+                fitted, name="model", pip_requirements=["scikit-learn"], signature=inputs
+            )
         return str(run.info.run_id)
 
     def register(self, run_id: str, **lineage: str) -> int:
@@ -211,6 +222,37 @@ class TestFromLineage:
         shown = page.split('data-testid="monitor-reference">')[1].split("</dd>")[0]
         assert "2000 rows, training data of" in shown and f"{training.model} v{version}</a>" in shown
         assert f"runs:/{run_id}/data/train.parquet" in shown
+
+    def test_without_a_spec_the_columns_come_from_the_served_versions_signature(
+        self, training: Training
+    ) -> None:
+        signed = training.register(
+            training.log_run(training_frame(), signature=True), training_data="data/train.parquet"
+        )
+        unsigned = training.register(training.log_run(training_frame()), training_data="data/train.parquet")
+        training.serve({signed: 100, unsigned: 0})
+        body = {"name": "from-signature", "endpoint": "scoring", "reference": {"source": "training_data"}}
+        created = training.env.client.post("/api/v1/monitors", json=body, headers=training.env.caller.headers)
+        assert created.status_code == 201, created.text
+        assert [(c["name"], c["kind"], c["method"]) for c in created.json()["spec"]["columns"]] == [
+            ("x", "numeric", "auto"),
+            ("y", "numeric", "auto"),
+            ("c", "categorical", "auto"),
+        ]
+        assert created.json()["reference"]["columns"] == ["x", "y", "c"]
+
+        training.serve({signed: 0, unsigned: 100})
+        refused = training.env.client.post(
+            "/api/v1/monitors", json={**body, "name": "no-signature"}, headers=training.env.caller.headers
+        )
+        assert refused.status_code == 422 and refused.json()["field"] == "spec", refused.text
+        assert f"{training.model} v{unsigned} has no MLflow signature" in refused.json()["detail"]
+        assert (
+            training.env.client.get(
+                "/api/v1/monitors/no-signature", headers=training.env.caller.headers
+            ).status_code
+            == 404
+        )
 
     def test_default_is_the_stable_deployments_version_and_a_reload_follows_a_promotion(
         self, training: Training, make_caller: MakeCaller, monkeypatch: pytest.MonkeyPatch

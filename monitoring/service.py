@@ -119,6 +119,10 @@ def _public(body: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _audit(session: Session, actor: Principal, action: str, name: str, summary: dict[str, Any]) -> None:
+    audit.record(session, actor=actor, action=action, target_type="monitor", target_id=name, summary=summary)
+
+
 def create(
     session: Session, *, actor: Principal, body: MonitorCreate, training: TrainingDataAccess | None = None
 ) -> Monitor:
@@ -163,13 +167,12 @@ def create(
         _store_reference(session, monitor, frame, source="window", filename=None, actor=actor)
     if isinstance(body.reference, TrainingDataReference):
         _use_training_data(session, monitor, body.reference, training=training, actor=actor)
-    audit.record(
+    _audit(
         session,
-        actor=actor,
-        action="monitor.create",
-        target_type="monitor",
-        target_id=monitor.name,
-        summary=_public(body.model_dump(mode="json", exclude_none=True)),
+        actor,
+        "monitor.create",
+        monitor.name,
+        _public(body.model_dump(mode="json", exclude_none=True)),
     )
     return monitor
 
@@ -194,13 +197,12 @@ def update(session: Session, *, actor: Principal, name: str, body: MonitorUpdate
             _check_columns(frame, body.spec)
             reference.profile = build_profile(frame[body.spec.names], body.spec).to_bytes()
     monitor.updated_at = utcnow()
-    audit.record(
+    _audit(
         session,
-        actor=actor,
-        action="monitor.update",
-        target_type="monitor",
-        target_id=monitor.name,
-        summary=_public(body.model_dump(mode="json", exclude_unset=True)),
+        actor,
+        "monitor.update",
+        monitor.name,
+        _public(body.model_dump(mode="json", exclude_unset=True)),
     )
     return monitor
 
@@ -210,9 +212,7 @@ def delete(session: Session, *, actor: Principal, name: str, reports_root: Path)
     monitor = get(session, name)
     session.delete(monitor)
     session.flush()
-    audit.record(
-        session, actor=actor, action="monitor.delete", target_type="monitor", target_id=name, summary={}
-    )
+    _audit(session, actor, "monitor.delete", name, {})
     shutil.rmtree(reports_root / name, ignore_errors=True)
 
 
@@ -251,13 +251,12 @@ def set_reference(
     monitor.reference_window = None
     monitor.reference_model = monitor.reference_version = None
     monitor.updated_at = utcnow()
-    audit.record(
+    _audit(
         session,
-        actor=actor,
-        action="monitor.reference",
-        target_type="monitor",
-        target_id=monitor.name,
-        summary={"filename": filename, "rows": reference.rows, "columns": reference.columns},
+        actor,
+        "monitor.reference",
+        monitor.name,
+        {"filename": filename, "rows": reference.rows, "columns": reference.columns},
     )
     return reference
 
@@ -316,13 +315,12 @@ def set_training_reference(
     monitor = get(session, name)
     reference = _use_training_data(session, monitor, choice, training=training, actor=actor)
     monitor.updated_at = utcnow()
-    audit.record(
+    _audit(
         session,
-        actor=actor,
-        action="monitor.reference",
-        target_type="monitor",
-        target_id=monitor.name,
-        summary={
+        actor,
+        "monitor.reference",
+        monitor.name,
+        {
             "source": "training_data",
             "model": monitor.reference_model,
             "version": monitor.reference_version,

@@ -67,21 +67,18 @@ class TestUnitKeys:
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def answering(name: str) -> Handler:
+def json_server(answer: Callable[[list[bytes]], object]) -> Handler:
+    """A keep-alive HTTP/1.1 server answering each request with `answer(its header lines)` as JSON."""
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
                 length = next(
-                    (
-                        int(h.split(b":")[1])
-                        for h in head.split(b"\r\n")
-                        if h.lower().startswith(b"content-length")
-                    ),
-                    0,
+                    (int(h.split(b":")[1]) for h in lines if h.lower().startswith(b"content-length")), 0
                 )
                 await reader.readexactly(length)
-                body = orjson.dumps({"served_by": name})
+                body = orjson.dumps(answer(lines))
                 writer.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                     % (len(body), body)
@@ -93,27 +90,18 @@ def answering(name: str) -> Handler:
     return handler
 
 
-async def echoing_unit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answers with every `x-atoll-unit` header the request carried (what the model server logs)."""
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            length = next(
-                (int(h.split(b":")[1]) for h in lines if h.lower().startswith(b"content-length")), 0
-            )
-            await reader.readexactly(length)
-            units = [
-                h.split(b":", 1)[1].strip().decode() for h in lines if h.lower().startswith(b"x-atoll-unit:")
-            ]
-            body = orjson.dumps({"units": units})
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                % (len(body), body)
-            )
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
+def answering(name: str) -> Handler:
+    return json_server(lambda _lines: {"served_by": name})
+
+
+#: Answers with every `x-atoll-unit` header the request carried (what the model server logs).
+echoing_unit = json_server(
+    lambda lines: {
+        "units": [
+            h.split(b":", 1)[1].strip().decode() for h in lines if h.lower().startswith(b"x-atoll-unit:")
+        ]
+    }
+)
 
 
 async def breaking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -47,33 +47,46 @@ class Timeline:
     last: str
 
 
-def timeline(
-    points: Sequence[TimelinePoint], *, threshold: float, width: int = 720, height: int = 180
+@dataclass(frozen=True)
+class Mark:
+    """One run on a timeline before layout: its value (None: nothing to plot) and how it reads."""
+
+    at: datetime
+    value: float | None
+    tone: str  # ok | drift | none
+    title: str
+    run_id: int
+
+
+def layout(
+    marks: Sequence[Mark],
+    *,
+    ticks: Sequence[float],
+    tick_format: str,
+    line_at: float | None,
+    width: int,
+    height: int,
 ) -> Timeline:
-    """Drifted share per window over time (oldest left), with the drift-share threshold line."""
+    """Marks over time (oldest left) on a y axis from the first to the last tick, with a
+    horizontal line at `line_at` (a threshold). The drift and quality timelines share it."""
     left, right, top, bottom = 44.0, float(width) - 12.0, 10.0, float(height) - 26.0
-    ordered = sorted(points, key=lambda p: p.at)
+    ordered = sorted(marks, key=lambda m: m.at)
     start = ordered[0].at.timestamp() if ordered else 0.0
-    span = (ordered[-1].at.timestamp() - start) if len(ordered) > 1 else 1.0
+    span = ((ordered[-1].at.timestamp() - start) if ordered else 0.0) or 1.0
+    lo, hi = (ticks[0], ticks[-1]) if ticks else (0.0, 1.0)
 
     def x_of(at: datetime) -> float:
         if len(ordered) == 1:
             return (left + right) / 2
         return left + (at.timestamp() - start) / span * (right - left)
 
-    def y_of(share: float) -> float:
-        return bottom - share * (bottom - top)
+    def y_of(value: float) -> float:
+        return bottom - (value - lo) / ((hi - lo) or 1.0) * (bottom - top)
 
-    placed = []
-    for p in ordered:
-        tone = p.status if p.status in ("ok", "drift") else "none"
-        share = "no verdict" if p.share is None else f"{p.share:.0%} drifted"
-        title = f"{p.at:%Y-%m-%d %H:%M} UTC: {p.state}, {share}"
-        placed.append(
-            PlacedPoint(x_of(p.at), None if p.share is None else y_of(p.share), tone, title, p.run_id)
-        )
-    line = " ".join(f"{p.x:.1f},{p.y:.1f}" for p in placed if p.y is not None)
-    ticks = [(y_of(v), f"{v:.0%}") for v in nice_ticks(0.0, 1.0, 4) if 0.0 <= v <= 1.0]
+    placed = [
+        PlacedPoint(x_of(m.at), None if m.value is None else y_of(m.value), m.tone, m.title, m.run_id)
+        for m in ordered
+    ]
     return Timeline(
         width=width,
         height=height,
@@ -81,13 +94,32 @@ def timeline(
         right=right,
         top=top,
         bottom=bottom,
-        threshold_y=y_of(threshold),
-        ticks=ticks,
+        threshold_y=y_of(line_at) if line_at is not None else bottom,
+        ticks=[(y_of(v), format(v, tick_format)) for v in ticks],
         points=placed,
-        line=line,
+        line=" ".join(f"{p.x:.1f},{p.y:.1f}" for p in placed if p.y is not None),
         first=f"{ordered[0].at:%m-%d %H:%M}" if ordered else "",
         last=f"{ordered[-1].at:%m-%d %H:%M}" if ordered else "",
     )
+
+
+def timeline(
+    points: Sequence[TimelinePoint], *, threshold: float, width: int = 720, height: int = 180
+) -> Timeline:
+    """Drifted share per window over time (oldest left), with the drift-share threshold line."""
+    marks = [
+        Mark(
+            p.at,
+            p.share,
+            p.status if p.status in ("ok", "drift") else "none",
+            f"{p.at:%Y-%m-%d %H:%M} UTC: {p.state}, "
+            + ("no verdict" if p.share is None else f"{p.share:.0%} drifted"),
+            p.run_id,
+        )
+        for p in points
+    ]
+    ticks = [v for v in nice_ticks(0.0, 1.0, 4) if 0.0 <= v <= 1.0]
+    return layout(marks, ticks=ticks, tick_format=".0%", line_at=threshold, width=width, height=height)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from atoll.monitoring.models import MonitorRun
 from atoll.monitoring.quality_schemas import LOWER_IS_BETTER, LabelSpec
 from atoll.web.portal.charts import nice_ticks
-from atoll.web.portal.drift_charts import PlacedPoint, Timeline
+from atoll.web.portal.drift_charts import Mark, Timeline, layout
 
 #: The metric the timeline follows, per task.
 HEADLINE = {"classification": "accuracy", "regression": "mae"}
@@ -75,38 +75,13 @@ def timeline(
         line_at = reference + limit if metric in LOWER_IS_BETTER else reference - limit
     known = [v for _, v in values if v is not None] + ([line_at] if line_at is not None else [])
     lo, hi = (min(known), max(known)) if known else (0.0, 1.0)
-    ticks = nice_ticks(lo, hi, 4)
-    lo, hi = ticks[0], ticks[-1]
-    left, right, top, bottom = 44.0, float(width) - 12.0, 10.0, float(height) - 26.0
-    start = ordered[0].window_end.timestamp()
-    span = (ordered[-1].window_end.timestamp() - start) or 1.0
-
-    def x_of(run: MonitorRun) -> float:
-        if len(ordered) == 1:
-            return (left + right) / 2
-        return left + (run.window_end.timestamp() - start) / span * (right - left)
-
-    def y_of(value: float) -> float:
-        return bottom - (value - lo) / ((hi - lo) or 1.0) * (bottom - top)
-
-    placed = []
+    marks = []
     for run, value in values:
         status = (run.quality or {}).get("status")
         tone = "drift" if status == "breach" else "ok" if value is not None else "none"
         shown = f"{metric} {value:.4g}" if value is not None else (run.quality or {}).get("message") or status
         title = f"{run.window_end:%Y-%m-%d %H:%M} UTC: {shown}"
-        placed.append(PlacedPoint(x_of(run), None if value is None else y_of(value), tone, title, run.id))
-    return Timeline(
-        width=width,
-        height=height,
-        left=left,
-        right=right,
-        top=top,
-        bottom=bottom,
-        threshold_y=y_of(line_at) if line_at is not None else bottom,
-        ticks=[(y_of(v), f"{v:.3g}") for v in ticks],
-        points=placed,
-        line=" ".join(f"{p.x:.1f},{p.y:.1f}" for p in placed if p.y is not None),
-        first=f"{ordered[0].window_end:%m-%d %H:%M}",
-        last=f"{ordered[-1].window_end:%m-%d %H:%M}",
+        marks.append(Mark(run.window_end, value, tone, title, run.id))
+    return layout(
+        marks, ticks=nice_ticks(lo, hi, 4), tick_format=".3g", line_at=line_at, width=width, height=height
     )

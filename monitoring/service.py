@@ -247,9 +247,6 @@ def set_reference(
     monitor = get(session, name)
     frame = read_table(data, filename)
     reference = _store_reference(session, monitor, frame, source="upload", filename=filename, actor=actor)
-    monitor.reference_source = "upload"
-    monitor.reference_window = None
-    monitor.reference_model = monitor.reference_version = None
     monitor.updated_at = utcnow()
     _audit(
         session,
@@ -264,10 +261,7 @@ def set_reference(
 def _signature_spec(session: Session, body: MonitorCreate, training: TrainingDataAccess | None) -> DriftSpec:
     """The spec from the signature of the version the reference names, else the stable one's."""
     choice = body.reference if isinstance(body.reference, TrainingDataReference) else None
-    if choice is not None and choice.model is not None and choice.version is not None:
-        model, version = choice.model, choice.version
-    else:
-        model, version = training_reference.stable_version(session, body.endpoint)
+    model, version = training_reference.chosen_version(session, body.endpoint, choice)
     if training is None or training.registry is None:
         raise Unavailable(
             "MLflow is not configured, so the spec cannot come from the model's signature; "
@@ -295,11 +289,15 @@ def _use_training_data(
     )
     uri = training_reference.shown_uri(found.uri)
     frame = read_table(io.BytesIO(found.content), uri)
-    reference = _store_reference(session, monitor, frame, source="training_data", filename=uri, actor=actor)
-    monitor.reference_source = "training_data"
-    monitor.reference_window = None
-    monitor.reference_model, monitor.reference_version = found.model_name, found.version
-    return reference
+    return _store_reference(
+        session,
+        monitor,
+        frame,
+        source="training_data",
+        filename=uri,
+        actor=actor,
+        version=(found.model_name, found.version),
+    )
 
 
 def set_training_reference(
@@ -340,7 +338,10 @@ def _store_reference(
     source: str,
     filename: str | None,
     actor: Principal,
+    version: tuple[str, int] | None = None,
 ) -> MonitorReference:
+    """Profile and keep `frame` as the monitor's reference, and record where it came from
+    (`version`: the model version whose training data it is)."""
     spec = spec_of(monitor)
     _check_columns(frame, spec)
     kept = frame[spec.names].reset_index(drop=True)
@@ -357,6 +358,10 @@ def _store_reference(
     reference.created_by = actor.username
     reference.created_at = utcnow()
     session.add(reference)
+    monitor.reference_source = source
+    if source != "window":
+        monitor.reference_window = None
+    monitor.reference_model, monitor.reference_version = version or (None, None)
     session.flush()
     return reference
 

@@ -39,6 +39,13 @@ def stable_version(session: Session, endpoint_name: str) -> tuple[str, int]:
     return deployment.model_name, deployment.version
 
 
+def chosen_version(session: Session, endpoint: str, choice: TrainingDataVersion | None) -> tuple[str, int]:
+    """The model and version `choice` names, else the endpoint's stable one."""
+    if choice is not None and choice.model is not None and choice.version is not None:
+        return choice.model, choice.version
+    return stable_version(session, endpoint)
+
+
 def fetch(
     session: Session,
     access: TrainingDataAccess | None,
@@ -48,10 +55,7 @@ def fetch(
     max_bytes: int,
 ) -> TrainingData:
     """The training data of the chosen version (default: the endpoint's stable one)."""
-    if choice.model is not None and choice.version is not None:
-        model, version = choice.model, choice.version
-    else:
-        model, version = stable_version(session, endpoint)
+    model, version = chosen_version(session, endpoint, choice)
     try:
         return training_data.fetch(
             access or TrainingDataAccess(registry=None),

@@ -263,6 +263,15 @@ def test_shadow_never_changes_the_response(no_shadow: Platform) -> None:
     assert share.status_code == 422
 
 
+def _rolled_to(platform: Platform, deployment: str, version: int) -> None:
+    """Wait (60 s at most) until `deployment` serves `version` and is available again."""
+    deadline = time.monotonic() + 60
+    while platform.call("GET", f"/api/v1/deployments/{deployment}").json()["version"] != version:
+        assert time.monotonic() < deadline, f"{deployment} did not roll to v{version}"
+        time.sleep(0.3)
+    platform.wait_state(deployment, "available")
+
+
 def test_a_deployment_following_an_alias_rolls_when_the_alias_moves(deployed: Platform) -> None:
     platform = deployed
     moved = platform.call("PUT", f"/api/v1/models/{platform.model}/aliases/staging", json={"version": 1})
@@ -280,11 +289,7 @@ def test_a_deployment_following_an_alias_rolls_when_the_alias_moves(deployed: Pl
 
     moved = platform.call("PUT", f"/api/v1/models/{platform.model}/aliases/staging", json={"version": 2})
     assert moved.status_code == 200, moved.text
-    deadline = time.monotonic() + 60
-    while platform.call("GET", f"/api/v1/deployments/{follower['name']}").json()["version"] != 2:
-        assert time.monotonic() < deadline, "the follower did not roll to v2"
-        time.sleep(0.3)
-    platform.wait_state(follower["name"], "available")
+    _rolled_to(platform, follower["name"], 2)
     answer = platform.infer("following")
     assert answer.status_code == 200 and answer.json()["model_version"] == "2"
     events = platform.call("GET", f"/api/v1/deployments/{follower['name']}/events").json()["events"]
@@ -294,11 +299,7 @@ def test_a_deployment_following_an_alias_rolls_when_the_alias_moves(deployed: Pl
         "POST", f"/api/v1/models/{platform.model}/aliases/staging/rollback", json={"reason": "v2 is bad"}
     )
     assert rolled.status_code == 200, rolled.text
-    deadline = time.monotonic() + 60
-    while platform.call("GET", f"/api/v1/deployments/{follower['name']}").json()["version"] != 1:
-        assert time.monotonic() < deadline, "the follower did not roll back to v1 with the alias"
-        time.sleep(0.3)
-    platform.wait_state(follower["name"], "available")
+    _rolled_to(platform, follower["name"], 1)  # with the alias
     assert platform.infer("following").json()["model_version"] == "1"
 
     unfollowable = platform.call(
